@@ -1,0 +1,31 @@
+"""Train one stage: `accelerate launch launch/train.py --stage clear`, then `--stage distorted`.
+
+Every config key is a flag (see --help); the YAML defaults are configs/<stage>.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vae_restore.cli_common import run_with_clear_errors
+from vae_restore.config import add_config_arguments, config_from_args
+from vae_restore.training import train
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (default: configs/<stage>.yaml)")
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    stage = getattr(args, "stage", "clear")
+    config = config_from_args(args, CONFIGS / f"{stage}.yaml")
+    train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_with_clear_errors(main))

@@ -1,0 +1,1 @@
+"""Sub-commands of `vae-restore`: each module has NAME, add_arguments(parser) and run(args) -> int."""

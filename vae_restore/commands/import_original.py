@@ -1,0 +1,24 @@
+"""Convert the original code's pickled `vae_model.pth` into a run folder (model.safetensors + config.json).
+
+The file is read with `torch.load(weights_only=True)`, which refuses pickles that would run code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "import-original"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="the original code's vae_model.pth (a state dict)")
+    parser.add_argument("output_dir", type=Path, help="run folder to create")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.convert import import_original_checkpoint
+
+    weights = import_original_checkpoint(args.checkpoint, args.output_dir)
+    print(f"wrote {weights}")
+    return 0

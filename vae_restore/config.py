@@ -1,0 +1,237 @@
+"""Typed training configuration: dataclass defaults < YAML file < command-line flags.
+
+Every leaf key is also a flag of the same name (`--learning_rate 3e-4`), so the names follow the
+diffusers training scripts where the concept is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+STAGES = ("clear", "distorted")
+
+
+@dataclass
+class DataConfig:
+    train_data: str | None = None  # None: the embedded scikit-image samples
+    val_data: str | None = None  # None: hold back part of train_data
+    val_fraction: float = 0.1
+    val_crops_per_image: int = 4
+    crop_size: int = 128
+    noise_sigma: tuple[float, float] = (5.0, 50.0)  # Gaussian noise for stage distorted, in 1/255 units
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "original"
+
+
+@dataclass
+class LossConfig:
+    reconstruction: str = "bce"  # bce (the original code), l1, mse, charbonnier
+    kl_weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"  # adam, adamw
+    learning_rate: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    adam_weight_decay: float = 0.0
+    lr_scheduler: str = "constant"  # constant, linear, cosine (all after warm-up)
+    lr_warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "clear"
+    output_dir: str = "runs"
+    init_from: str | None = None  # stage distorted: default OUTPUT_DIR/clear/model.safetensors
+    seed: int = 0
+    max_train_steps: int = 300
+    train_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str | None = None  # None: whatever `accelerate launch` was given
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int | None = None
+    resume_from_checkpoint: str | None = None  # latest or a checkpoint folder
+    report_to: str = "wandb"  # wandb, tensorboard, none
+    logging_steps: int = 10
+    validation_steps: int = 100
+    tracker_project_name: str = "vae-restore"
+
+
+@dataclass
+class Config:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.train.output_dir) / self.train.stage
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """One level of `section.key` names, as trackers want them."""
+        return {f"{s}.{k}": v for s, sect in self.to_dict().items() for k, v in sect.items()}
+
+    def validate(self) -> Config:
+        t, o, lo = self.train, self.optim, self.loss
+        checks = [
+            (t.stage in STAGES, f"stage must be one of {STAGES}, got {t.stage!r}"),
+            (t.mixed_precision in (None, "no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
+            (t.report_to in ("wandb", "tensorboard", "none"), "report_to must be wandb, tensorboard or none"),
+            (t.max_train_steps > 0 and t.train_batch_size > 0, "max_train_steps and train_batch_size must be > 0"),
+            (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (
+                t.checkpointing_steps > 0 and t.logging_steps > 0 and t.validation_steps > 0,
+                "checkpointing_steps, logging_steps and validation_steps must be > 0",
+            ),
+            (
+                t.checkpoints_total_limit is None or t.checkpoints_total_limit >= 1,
+                "checkpoints_total_limit must be >= 1",
+            ),
+            (
+                lo.reconstruction in ("bce", "l1", "mse", "charbonnier"),
+                f"unknown reconstruction loss {lo.reconstruction!r}",
+            ),
+            (lo.kl_weight >= 0, "kl_weight must be >= 0"),
+            (o.optimizer in ("adam", "adamw"), f"unknown optimizer {o.optimizer!r}"),
+            (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
+            (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+def _sections() -> dict[str, type]:
+    return typing.get_type_hints(Config)
+
+
+def _leaf_owner() -> dict[str, str]:
+    """Map each leaf key to its section; leaf names are unique so each can be a flag."""
+    owner: dict[str, str] = {}
+    for section, cls in _sections().items():
+        for f in dataclasses.fields(cls):
+            assert f.name not in owner, f"config key {f.name!r} is defined twice"
+            owner[f.name] = section
+    return owner
+
+
+def _hints(section: str) -> dict[str, Any]:
+    return typing.get_type_hints(_sections()[section])
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Turn YAML or command-line values into the annotated type, with an error that names the key."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    try:
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            if len(items) != len(args):
+                raise ValueError(f"expected {len(args)} values")
+            return tuple(_coerce(v, a, key) for v, a in zip(items, args, strict=True))
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError("expected true or false")
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return hint(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} ({e})") from None
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Set leaf keys (`learning_rate`) or dotted ones (`optim.learning_rate`) on the config."""
+    owner = _leaf_owner()
+    for key, value in overrides.items():
+        leaf = key.split(".")[-1]
+        if leaf not in owner or ("." in key and key.split(".")[0] != owner[leaf]):
+            raise ConfigError(f"unknown config key {key!r}")
+        section = owner[leaf]
+        setattr(getattr(config, section), leaf, _coerce(value, _hints(section)[leaf], key))
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config: sections (`train:`, `optim:` ...) or flat leaf keys, both accepted."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _sections():
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: section {key!r} must be a mapping")
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def build_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    config = Config()
+    if yaml_path is not None:
+        apply_overrides(config, load_yaml(yaml_path))
+    apply_overrides(config, overrides or {})
+    return config.validate()
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per leaf key; unset flags are absent from the namespace so they don't override YAML."""
+    for section in _sections():
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(_sections()[section]):
+            hint = _hints(section)[f.name]
+            nargs = len(typing.get_args(hint)) if typing.get_origin(hint) is tuple else None
+            metavar = "V" if nargs else f.name.upper()
+            group.add_argument(
+                f"--{f.name}",
+                default=argparse.SUPPRESS,
+                nargs=nargs,
+                metavar=metavar,
+                help=f"{section}.{f.name} (default {f.default!r})" if f.default is not dataclasses.MISSING else None,
+            )
+
+
+def config_from_args(args: argparse.Namespace, default_yaml: str | Path | None) -> Config:
+    """Build the config from `--config` (or the default YAML) and the flags that were given."""
+    given = {k: v for k, v in vars(args).items() if k != "config"}
+    return build_config(getattr(args, "config", None) or default_yaml, given)
+
+
+def save_config(config: Config, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    data = config.to_dict() | (extra or {})
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,76 @@
+"""Image quality metrics (SPEC §5), one implementation for validation, evaluation and benchmarks.
+
+Inputs are N×3×H×W tensors, float in [0, 1] or uint8; each function returns one value per image.
+SSIM follows `skimage.metrics.structural_similarity(channel_axis=..., data_range=1)` exactly
+(7×7 uniform window, sample covariance, mean over the valid region, mean over channels).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+SSIM_WINDOW = 7
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+HIST_BINS = 256
+
+
+def as_unit_float(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """uint8 -> [0, 1]; floats are taken as already in [0, 1]."""
+    if x.dtype == torch.uint8:
+        return x.to(dtype) / 255.0
+    return x.to(dtype)
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (as_unit_float(x) - as_unit_float(y)).square().flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """10·log10(1 / MSE) in dB (data range 1); identical images give +inf."""
+    return 10.0 * torch.log10(1.0 / mse(x, y))
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x, y = as_unit_float(x), as_unit_float(y)
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(x.shape[-2:])}")
+    n = SSIM_WINDOW**2
+    cov_norm = n / (n - 1)
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, SSIM_WINDOW, stride=1)
+
+    ux, uy = mean(x), mean(y)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(2).mean(2).mean(1)
+
+
+def _histograms(x: torch.Tensor) -> torch.Tensor:
+    """N×C×256 counts; floats are binned as numpy.histogram(bins=256, range=(0, 1)) does."""
+    scaled = x.long() if x.dtype == torch.uint8 else (x.double() * HIST_BINS).floor().clamp_(0, HIST_BINS - 1).long()
+    bins = scaled.flatten(2)
+    counts = torch.zeros(*bins.shape[:2], HIST_BINS, dtype=torch.float64, device=x.device)
+    return counts.scatter_add_(2, bins, torch.ones_like(bins, dtype=torch.float64))
+
+
+def histogram_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of 256-bin histograms per channel (OpenCV's HISTCMP_CORREL), mean over channels."""
+    hx, hy = _histograms(x), _histograms(y)
+    dx, dy = hx - hx.mean(2, keepdim=True), hy - hy.mean(2, keepdim=True)
+    num = (dx * dy).sum(2)
+    den = torch.sqrt((dx * dx).sum(2) * (dy * dy).sum(2))
+    corr = torch.where(den > 0, num / den.clamp_min(1e-300), torch.ones_like(num))
+    return corr.mean(1)
+
+
+METRICS = {"psnr": psnr, "ssim": ssim, "mse": mse, "hist_corr": histogram_correlation}
+
+
+def compute_metrics(restored: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric, per image, as float64 tensors."""
+    return {name: fn(restored, reference) for name, fn in METRICS.items()}

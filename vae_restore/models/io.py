@@ -1,0 +1,123 @@
+"""Weights on disk: safetensors only, with the preset and lineage in the file's metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+from .presets import PRESETS, Preset, get_preset
+from .vae_arch import VAE
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_weights(path: str | os.PathLike) -> Path:
+    """A run folder means its `model.safetensors`; anything but a safetensors file is refused."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.exists():
+        raise CheckpointError(f"no weights at {path}")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path} is not a .safetensors file; weights load from safetensors only "
+            "(convert a pickled original checkpoint with `vae-restore import-original`)"
+        )
+    return path
+
+
+def save_model(model: VAE, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write fp32 weights atomically (temporary name, then rename) with the preset in the metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "pt", "preset": model.preset.name, "preset_config": json.dumps(model.preset.to_dict())}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    with safe_open(str(resolve_weights(path)), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _preset_from_metadata(meta: Mapping[str, str]) -> Preset:
+    name = meta.get("preset", "original")
+    if name in PRESETS:
+        return get_preset(name)
+    if "preset_config" in meta:
+        fields = json.loads(meta["preset_config"])
+        fields["channels"] = tuple(fields["channels"])
+        return Preset(**fields)
+    return get_preset(name)
+
+
+def check_state_dict(model: VAE, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Fail with the first missing, unexpected or mis-shaped tensor named, instead of a torch traceback."""
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{source}: tensor {key!r} is missing (preset {model.preset.name!r})")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, "
+                f"preset {model.preset.name!r} expects {tuple(tensor.shape)}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{source}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(resolve_weights(path)))
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+    """Build the preset recorded in the file and load its weights; the model comes back in eval mode."""
+    weights = resolve_weights(path)
+    model = VAE(_preset_from_metadata(read_metadata(weights)))
+    state = load_state_dict_file(weights)
+    check_state_dict(model, state, str(weights))
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+ORIGINAL_PARAMETER_NAMES = tuple(
+    f"{part}.{layer}.{kind}"
+    for part, layers in (
+        ("encoder", ("conv1", "conv2", "conv3", "conv4", "fc1", "fc21", "fc22")),
+        ("decoder", ("fc1", "fc2", "conv1", "conv2", "conv3", "conv4")),
+    )
+    for layer in layers
+    for kind in ("weight", "bias")
+)
+
+
+def import_original_state_dict(state: Mapping[str, torch.Tensor]) -> VAE:
+    """Load a state dict saved by the original code (names in SPEC §1, maybe `module.`-prefixed) into `original`."""
+    cleaned = {k.removeprefix("module."): v for k, v in state.items()}
+    model = VAE(get_preset("original"))
+    check_state_dict(model, cleaned, "original state dict")
+    model.load_state_dict({k: v.float() for k, v in cleaned.items()})
+    return model.eval()

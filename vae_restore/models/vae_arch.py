@@ -1,0 +1,105 @@
+"""The restoration VAE (SPEC §1). Module names match the original code so its state dicts load as-is."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .presets import ORIGINAL, Preset
+
+
+class EncoderOutput(NamedTuple):
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    skips: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+    @property
+    def restored(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1)
+
+
+def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1)
+
+
+class Encoder(nn.Module):
+    def __init__(self, preset: Preset):
+        super().__init__()
+        c1, c2, c3, c4 = preset.channels
+        self.conv1 = _conv(preset.in_channels, c1)
+        self.conv2 = _conv(c1, c2)
+        self.conv3 = _conv(c2, c3)
+        self.conv4 = _conv(c3, c4)
+        self.fc1 = nn.Linear(c4 * preset.bottleneck_size**2, preset.hidden_dim)
+        self.fc21 = nn.Linear(preset.hidden_dim, preset.latent_dim)
+        self.fc22 = nn.Linear(preset.hidden_dim, preset.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        s1 = F.relu(self.conv1(x))
+        s2 = F.relu(self.conv2(s1))
+        s3 = F.relu(self.conv3(s2))
+        h = F.relu(self.conv4(s3))
+        h = F.relu(self.fc1(h.flatten(1)))
+        return EncoderOutput(self.fc21(h), self.fc22(h), (s1, s2, s3))
+
+
+class Decoder(nn.Module):
+    def __init__(self, preset: Preset):
+        super().__init__()
+        c1, c2, c3, c4 = preset.channels
+        self._c4 = c4
+        self._side = preset.bottleneck_size
+        self.fc1 = nn.Linear(preset.latent_dim, preset.hidden_dim)
+        self.fc2 = nn.Linear(preset.hidden_dim, c4 * preset.bottleneck_size**2)
+        self.conv1 = _deconv(c4, c3)
+        self.conv2 = _deconv(c3, c2)
+        self.conv3 = _deconv(c2, c1)
+        self.conv4 = _deconv(c1, preset.in_channels)
+
+    def forward(self, z: torch.Tensor, skips: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Return logits; the sigmoid is applied by the caller so BCE can use the stable logits form."""
+        s1, s2, s3 = skips
+        h = F.relu(self.fc1(z))
+        h = F.relu(self.fc2(h)).view(-1, self._c4, self._side, self._side)
+        h = F.relu(self.conv1(h) + s3)
+        h = F.relu(self.conv2(h) + s2)
+        h = F.relu(self.conv3(h) + s1)
+        return self.conv4(h)
+
+
+class VAE(nn.Module):
+    """Encoder -> (mu, logvar) -> z -> decoder with additive skips -> sigmoid."""
+
+    def __init__(self, preset: Preset = ORIGINAL):
+        super().__init__()
+        self.preset = preset
+        self.encoder = Encoder(preset)
+        self.decoder = Decoder(preset)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        """Sample z by reparameterisation while training, use mu otherwise."""
+        mu, logvar, skips = self.encoder(x)
+        z = mu
+        if self.training:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + eps * torch.exp(0.5 * logvar)
+        return VAEOutput(self.decoder(z, skips), mu, logvar)
+
+    @torch.no_grad()
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic restoration of an N×3×S×S batch in [0, 1]: z = mu, no sampling."""
+        mu, _, skips = self.encoder(x)
+        return torch.sigmoid(self.decoder(mu, skips))

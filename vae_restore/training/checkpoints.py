@@ -1,0 +1,109 @@
+"""Resumable training state under RUN_DIR/checkpoints/checkpoint-<step>/.
+
+A checkpoint is written into `checkpoint-<step>.tmp` by every process and renamed into place by the
+main process once all have finished, so a folder named `checkpoint-<step>` is always complete.
+Besides `accelerator.save_state` (model, optimizer, scheduler, scaler, per-process RNGs) each
+process stores the generator of its data stream, as safetensors rather than a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders of an interrupted save are ignored)."""
+    folder = checkpoints_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
+
+
+def resolve_resume(run_dir: Path, request: str | None) -> Path | None:
+    """`latest` -> the newest complete checkpoint (None if there is none); a path must exist."""
+    if request is None:
+        return None
+    if request == "latest":
+        found = complete_checkpoints(run_dir)
+        return found[-1] if found else None
+    path = Path(request)
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(
+            f"{path} is not a complete checkpoint (no {STATE_FILE}); "
+            f"complete ones: {[p.name for p in complete_checkpoints(run_dir)]}"
+        )
+    return path
+
+
+def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch.Generator) -> Path:
+    """Write checkpoint-<step> atomically; every process must call this."""
+    final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    save_file(
+        {"state": data_generator.get_state()},
+        str(tmp / f"data_rng_{accelerator.process_index}.safetensors"),
+        metadata={"global_step": str(step)},
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(
+            json.dumps({"global_step": step, "num_processes": accelerator.num_processes}) + "\n"
+        )
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator) -> int:
+    """Restore every piece of state saved by `save_checkpoint`; returns the global step."""
+    state = json.loads((path / STATE_FILE).read_text())
+    if state["num_processes"] != accelerator.num_processes:
+        raise CheckpointError(
+            f"{path} was written by {state['num_processes']} process(es); "
+            f"resume it with the same number (this run has {accelerator.num_processes})"
+        )
+    accelerator.load_state(str(path))
+    rng_file = path / f"data_rng_{accelerator.process_index}.safetensors"
+    if not rng_file.is_file():
+        raise CheckpointError(f"{rng_file} is missing: the checkpoint is incomplete")
+    data_generator.set_state(load_file(str(rng_file))["state"])
+    return int(state["global_step"])
+
+
+def rotate_checkpoints(run_dir: Path, keep: int | None, protect: Path | None = None) -> list[Path]:
+    """Delete the oldest complete checkpoints beyond `keep`, never `protect` nor the newest one."""
+    if keep is None:
+        return []
+    found = complete_checkpoints(run_dir)
+    removable = [p for p in found[:-1] if protect is None or p.resolve() != protect.resolve()]
+    excess = max(0, len(found) - keep)
+    removed = removable[:excess]
+    for path in removed:
+        shutil.rmtree(path)
+        logger.info("removed old checkpoint %s (checkpoints_total_limit=%d)", path, keep)
+    return removed

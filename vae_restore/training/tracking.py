@@ -1,0 +1,46 @@
+"""Experiment trackers through Accelerate: W&B (offline by itself without an API key), TensorBoard, none."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def wandb_api_key_available() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def prepare_tracker_env(report_to: str, run_dir: Path) -> None:
+    """Keep W&B files under the run folder and never let it prompt: no key means offline mode.
+
+    Must run before the Accelerator is built, since W&B reads these variables when it starts.
+    """
+    if report_to != "wandb":
+        return
+    os.environ.setdefault("WANDB_DIR", str(run_dir.resolve()))
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if "WANDB_MODE" not in os.environ and not wandb_api_key_available():
+        os.environ["WANDB_MODE"] = "offline"
+        logger.info("no W&B API key found: logging offline under %s (upload later with `wandb sync`)", run_dir)
+
+
+def log_image(accelerator, name: str, image: np.ndarray, step: int) -> None:
+    """Send an H×W×3 uint8 image to whichever trackers are active."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "wandb":
+            import wandb
+
+            tracker.log({name: wandb.Image(image)}, step=step)
+        elif tracker.name == "tensorboard":
+            tracker.writer.add_image(name, image, step, dataformats="HWC")
