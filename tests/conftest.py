@@ -19,29 +19,64 @@ ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 def subprocess_env(**extra: str) -> dict[str, str]:
     """One thread per process (2 cores are oversubscribed otherwise), this checkout first on the path."""
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", WANDB_MODE="offline",
-               TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        WANDB_MODE="offline",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+    )
     env.pop("WANDB_API_KEY", None)
     env.update(extra)
     return env
 
 
-def launch_train(args: list[str], cwd: Path, processes: int = 1, timeout: float = 600, check: bool = True,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def launch_train(
+    args: list[str],
+    cwd: Path,
+    processes: int = 1,
+    timeout: float = 600,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """`accelerate launch launch/train.py ARGS` on the CPU with 1 or N real processes."""
     if processes == 1:
-        launcher = [*ACCELERATE, "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-                    "--dynamo_backend", "no"]
+        launcher = [
+            *ACCELERATE,
+            "--cpu",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ]
         env = env or subprocess_env()
     else:
-        launcher = [*ACCELERATE, "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+        launcher = [
+            *ACCELERATE,
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_free_port()),
+        ]
         env = env or subprocess_env(ACCELERATE_USE_CPU="1")
     cmd = [*launcher, str(REPO / "launch" / "train.py"), *args]
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                             f"{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -53,8 +88,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_images(folder: Path, count: int, size: tuple[int, int] = (160, 200), seed: int = 0,
-                 names: list[str] | None = None) -> list[Path]:
+def write_images(
+    folder: Path, count: int, size: tuple[int, int] = (160, 200), seed: int = 0, names: list[str] | None = None
+) -> list[Path]:
     """Small smooth random RGB images (JPEG-friendly), reproducible from the seed."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -71,5 +107,15 @@ def write_images(folder: Path, count: int, size: tuple[int, int] = (160, 200), s
 @pytest.fixture
 def tiny_args() -> list[str]:
     """Flags that keep a subprocess training run to seconds."""
-    return ["--train_batch_size", "4", "--logging_steps", "2", "--validation_steps", "1000",
-            "--val_crops_per_image", "1", "--report_to", "none"]
+    return [
+        "--train_batch_size",
+        "4",
+        "--logging_steps",
+        "2",
+        "--validation_steps",
+        "1000",
+        "--val_crops_per_image",
+        "1",
+        "--report_to",
+        "none",
+    ]

@@ -8,12 +8,19 @@ from vae_restore.models import ORIGINAL, import_original_state_dict, read_metada
 from vae_restore.models.io import ORIGINAL_PARAMETER_NAMES
 
 EXPECTED_SHAPES = {
-    "encoder.conv1.weight": (32, 3, 4, 4), "encoder.conv2.weight": (64, 32, 4, 4),
-    "encoder.conv3.weight": (128, 64, 4, 4), "encoder.conv4.weight": (256, 128, 4, 4),
-    "encoder.fc1.weight": (512, 16384), "encoder.fc21.weight": (128, 512), "encoder.fc22.weight": (128, 512),
-    "decoder.fc1.weight": (512, 128), "decoder.fc2.weight": (16384, 512),
-    "decoder.conv1.weight": (256, 128, 4, 4), "decoder.conv2.weight": (128, 64, 4, 4),
-    "decoder.conv3.weight": (64, 32, 4, 4), "decoder.conv4.weight": (32, 3, 4, 4),
+    "encoder.conv1.weight": (32, 3, 4, 4),
+    "encoder.conv2.weight": (64, 32, 4, 4),
+    "encoder.conv3.weight": (128, 64, 4, 4),
+    "encoder.conv4.weight": (256, 128, 4, 4),
+    "encoder.fc1.weight": (512, 16384),
+    "encoder.fc21.weight": (128, 512),
+    "encoder.fc22.weight": (128, 512),
+    "decoder.fc1.weight": (512, 128),
+    "decoder.fc2.weight": (16384, 512),
+    "decoder.conv1.weight": (256, 128, 4, 4),
+    "decoder.conv2.weight": (128, 64, 4, 4),
+    "decoder.conv3.weight": (64, 32, 4, 4),
+    "decoder.conv4.weight": (32, 3, 4, 4),
 }
 
 

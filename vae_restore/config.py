@@ -91,8 +91,13 @@ class Config:
         return dataclasses.asdict(self)
 
     def flat(self) -> dict[str, Any]:
-        """One level of `section.key` names, as trackers want them."""
-        return {f"{s}.{k}": v for s, sect in self.to_dict().items() for k, v in sect.items()}
+        """One level of `section.key` names with scalar values, as trackers (TensorBoard hparams) want them."""
+        scalar = (int, float, str, bool)
+        return {
+            f"{s}.{k}": v if isinstance(v, scalar) else str(v)
+            for s, sect in self.to_dict().items()
+            for k, v in sect.items()
+        }
 
     def validate(self) -> Config:
         t, o, lo = self.train, self.optim, self.loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,8 +52,23 @@ def save_model(model: VAE, path: str | os.PathLike, metadata: Mapping[str, str] 
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
+    _sort_header(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite the JSON header with sorted keys: safetensors writes metadata in hash order, and the same
+    weights must give the same bytes (resume is checked by sha256)."""
+    with open(path, "r+b") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        raw = f.read(size)
+        text = raw.decode("utf-8").rstrip(" ")
+        canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if len(canonical.encode("utf-8")) != len(text.encode("utf-8")):
+            return
+        f.seek(8)
+        f.write(canonical.encode("utf-8").ljust(size, b" "))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

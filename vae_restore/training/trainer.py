@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, gather_object, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -102,6 +103,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.global_step = 0
         self.resumed_from: Path | None = None
+        self.first_batch_sum: torch.Tensor | None = None
 
     def distort(self, clear: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return gaussian_noise(clear, self.config.data.noise_sigma, generator)
@@ -129,6 +131,8 @@ class Trainer:
         acc, t = self.accelerator, self.config
         with acc.accumulate(self.model):
             source, target = self.next_batch()
+            if self.first_batch_sum is None:
+                self.first_batch_sum = source.detach().double().sum()
             terms = vae_loss(t.loss, self.model(source), target)
             acc.backward(terms.loss)
             if acc.sync_gradients and t.optim.max_grad_norm is not None:
@@ -211,31 +215,37 @@ class Trainer:
         progress.close()
         return self.finish()
 
+    def describe_processes(self) -> list[dict]:
+        """Who trained: one entry per process, with a fingerprint of the first batch it read."""
+        first = None if self.first_batch_sum is None else float(self.first_batch_sum)
+        mine = {"rank": self.accelerator.process_index, "pid": os.getpid(), "first_batch_sum": first}
+        return gather_object([mine])
+
     def finish(self) -> Path:
+        """Final fp32 weights with their lineage, and the resolved config with a summary of the run."""
         acc = self.accelerator
-        acc.wait_for_everyone()
+        processes = self.describe_processes()
         weights = self.run_dir / WEIGHTS_NAME
         if acc.is_main_process:
-            lineage = (
-                {} if self.parent is None else {"parent": str(self.parent.path), "parent_sha256": self.parent.sha256}
-            )
+            lineage = {}
+            if self.parent is not None:
+                lineage = {"parent": str(self.parent.path), "parent_sha256": self.parent.sha256}
             meta = {"stage": self.config.train.stage, "global_step": str(self.global_step), **lineage}
             save_model(acc.unwrap_model(self.model), weights, meta)
-            save_config(
-                self.config,
-                self.run_dir / "config.json",
-                {
-                    "lineage": lineage,
-                    "weights_sha256": sha256_file(weights),
-                    "num_processes": acc.num_processes,
-                    "mixed_precision": acc.mixed_precision,
-                    "num_train_images": self.num_train_images,
-                    "skipped_files": self.skipped_files,
-                },
-            )
+            summary = {
+                "lineage": lineage,
+                "weights_sha256": sha256_file(weights),
+                "global_step": self.global_step,
+                "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+                "num_processes": acc.num_processes,
+                "processes": processes,
+                "mixed_precision": acc.mixed_precision,
+                "num_train_images": self.num_train_images,
+                "skipped_files": self.skipped_files,
+            }
+            save_config(self.config, self.run_dir / "config.json", summary)
             acc.print(
-                f"stage {self.config.train.stage} done: weights in {weights}, "
-                f"sample images in {self.run_dir / 'samples'}"
+                f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}"
             )
         acc.wait_for_everyone()  # no process may tear down the process group while another still uses it
         acc.end_training()

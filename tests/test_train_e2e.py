@@ -1,0 +1,185 @@
+"""The real entry point, `accelerate launch launch/train.py`, in subprocesses on the CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from vae_restore import load_model
+from vae_restore.models import read_metadata, sha256_file
+
+from .conftest import launch_train, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_stages_on_embedded_data(tmp_path, tiny_args):
+    out = tmp_path / "runs"
+    launch_train(["--stage", "clear", "--max_train_steps", "4", "--output_dir", str(out), *tiny_args], tmp_path)
+    launch_train(["--stage", "distorted", "--max_train_steps", "4", "--output_dir", str(out), *tiny_args], tmp_path)
+    clear, distorted = out / "clear", out / "distorted"
+    for run in (clear, distorted):
+        model = load_model(run)
+        assert not model.training
+        config = json.loads((run / "config.json").read_text())
+        assert config["train"]["max_train_steps"] == 4 and config["num_processes"] == 1
+        assert list((run / "samples").glob("step-*.png")), "the final validation writes a comparison grid"
+    meta = read_metadata(distorted)
+    assert meta["stage"] == "distorted"
+    assert meta["parent"] == str((clear / "model.safetensors").resolve())
+    assert meta["parent_sha256"] == sha256_file(clear / "model.safetensors")
+    lineage = json.loads((distorted / "config.json").read_text())["lineage"]
+    assert lineage["parent_sha256"] == meta["parent_sha256"]
+    assert not torch.equal(
+        load_model(clear).state_dict()["decoder.fc2.weight"], load_model(distorted).state_dict()["decoder.fc2.weight"]
+    )
+
+    # With a zero learning rate the distorted stage must end exactly where it started: the clear weights.
+    frozen = tmp_path / "frozen"
+    launch_train(
+        [
+            "--stage",
+            "distorted",
+            "--max_train_steps",
+            "1",
+            "--learning_rate",
+            "0",
+            "--output_dir",
+            str(frozen),
+            "--init_from",
+            str(clear),
+            *tiny_args,
+        ],
+        tmp_path,
+    )
+    start, parent = load_model(frozen / "distorted").state_dict(), load_model(clear).state_dict()
+    assert all(torch.equal(start[k], parent[k]) for k in parent)
+
+
+def test_distorted_without_clear_stops_with_the_command_to_run(tmp_path, tiny_args):
+    result = launch_train(
+        ["--stage", "distorted", "--output_dir", str(tmp_path / "none"), *tiny_args], tmp_path, check=False, timeout=120
+    )
+    assert result.returncode != 0
+    assert "launch/train.py --stage clear" in result.stderr
+    assert not (tmp_path / "none" / "distorted" / "model.safetensors").exists()
+
+
+def test_two_processes_read_different_samples(tmp_path, tiny_args):
+    out = tmp_path / "runs"
+    launch_train(
+        ["--stage", "clear", "--max_train_steps", "3", "--output_dir", str(out), *tiny_args], tmp_path, processes=2
+    )
+    config = json.loads((out / "clear" / "config.json").read_text())
+    processes = config["processes"]
+    assert config["num_processes"] == 2 and [p["rank"] for p in processes] == [0, 1]
+    assert processes[0]["pid"] != processes[1]["pid"], "two real OS processes"
+    assert processes[0]["first_batch_sum"] != processes[1]["first_batch_sum"], "each process reads its own crops"
+    assert load_model(out / "clear") is not None
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, tiny_args):
+    args = ["--stage", "clear", "--checkpointing_steps", "2", *tiny_args]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    launch_train([*args, "--max_train_steps", "4", "--output_dir", str(straight)], tmp_path)
+    launch_train([*args, "--max_train_steps", "2", "--output_dir", str(resumed)], tmp_path)
+    assert (resumed / "clear" / "checkpoints" / "checkpoint-2").is_dir()
+    result = launch_train(
+        [*args, "--max_train_steps", "4", "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"], tmp_path
+    )
+    assert "at step 2" in result.stdout + result.stderr
+    config = json.loads((resumed / "clear" / "config.json").read_text())
+    assert config["resumed_from"].endswith("checkpoint-2")
+    assert read_metadata(resumed / "clear")["global_step"] == "4"
+    assert sha256_file(resumed / "clear" / "model.safetensors") == sha256_file(straight / "clear" / "model.safetensors")
+
+
+def _offline_env():
+    """No network namespace where we can make one (root + unshare): W&B must not need the network."""
+    if shutil.which("unshare") and shutil.which("ip"):
+        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+        if probe.returncode == 0:
+            return True
+    return False
+
+
+def test_wandb_offline_writes_under_the_run_folder(tmp_path, tiny_args):
+    out = tmp_path / "runs"
+    args = [
+        "--stage",
+        "clear",
+        "--max_train_steps",
+        "2",
+        "--output_dir",
+        str(out),
+        *tiny_args,
+        "--report_to",
+        "wandb",
+        "--validation_steps",
+        "2",
+    ]
+    env = subprocess_env()
+    env.pop("WANDB_MODE")
+    if _offline_env():
+        from .conftest import ACCELERATE, REPO
+
+        cmd = [
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            'ip link set lo up && exec "$@"',
+            "sh",
+            *ACCELERATE,
+            "--cpu",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(REPO / "launch" / "train.py"),
+            *args,
+        ]
+        result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-4000:]
+    else:
+        launch_train(args, tmp_path, env=env)
+    runs = list((out / "clear" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1, list((out / "clear").rglob("*"))
+    logged = runs[0].read_bytes()
+    for key in (
+        b"train/loss",
+        b"train/images_per_s",
+        b"val/psnr",
+        b"val/ssim",
+        b"val/hist_corr",
+        b"optim.learning_rate",
+    ):
+        assert key in logged, key
+    assert not (tmp_path / "wandb").exists(), "nothing is written to the working directory"
+
+
+def test_tensorboard_logs(tmp_path, tiny_args):
+    out = tmp_path / "runs"
+    launch_train(
+        [
+            "--stage",
+            "clear",
+            "--max_train_steps",
+            "2",
+            "--output_dir",
+            str(out),
+            *tiny_args,
+            "--report_to",
+            "tensorboard",
+        ],
+        tmp_path,
+    )
+    assert list((out / "clear" / "logs").rglob("events.out.tfevents.*"))
