@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .errors import VAERestoreError
+from .errors import Preempted, VAERestoreError
 
 
 def run_with_clear_errors(main: Callable[[], int]) -> int:
@@ -14,6 +14,9 @@ def run_with_clear_errors(main: Callable[[], int]) -> int:
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     try:
         return main()
+    except Preempted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except VAERestoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -71,6 +71,7 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None  # latest or a checkpoint folder
     report_to: str = "wandb"  # wandb, tensorboard, none
     logging_steps: int = 10
+    max_bad_steps: int = 0  # >0: skip up to this many non-finite steps instead of stopping (syncs every step)
     validation_steps: int = 100
     tracker_project_name: str = "vae-restore"
 
@@ -107,6 +108,7 @@ class Config:
             (t.report_to in ("wandb", "tensorboard", "none"), "report_to must be wandb, tensorboard or none"),
             (t.max_train_steps > 0 and t.train_batch_size > 0, "max_train_steps and train_batch_size must be > 0"),
             (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (t.max_bad_steps >= 0, "max_bad_steps must be >= 0"),
             (
                 t.checkpointing_steps > 0 and t.logging_steps > 0 and t.validation_steps > 0,
                 "checkpointing_steps, logging_steps and validation_steps must be > 0",

@@ -19,3 +19,11 @@ class CheckpointError(VAERestoreError):
 
 class TrainingError(VAERestoreError, RuntimeError):
     """Training cannot go on (a NaN loss, a missing parent stage)."""
+
+
+class Preempted(VAERestoreError):
+    """The run stopped on SIGTERM/SIGINT after writing a checkpoint; the exit status says which signal."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +19,14 @@ from ..data.cache import PixelBank
 from ..data.dataset import load_train_val
 from ..data.sampler import CropSampler
 from ..distortions import gaussian_noise
-from ..errors import TrainingError
+from ..errors import Preempted, TrainingError
 from ..losses import vae_loss
 from ..models import VAE, WEIGHTS_NAME, get_preset, load_model, save_model, sha256_file
 from . import checkpoints
+from .monitor import TERMS, LossWindow, NonFiniteLoss
 from .optim import build_optimizer, build_scheduler
+from .preemption import PreemptionGuard, resume_command
+from .preflight import check_output_dir, required_bytes
 from .tracking import log_image, prepare_tracker_env
 from .validation import build_validation_set, run_validation
 
@@ -73,37 +76,43 @@ class Trainer:
         )
         self.parent = resolve_parent(config)
         set_seed(t.seed, device_specific=True)
-        acc = self.accelerator
-        if acc.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-
-        train_images, val_images = load_train_val(config.data, t.seed)
-        self.skipped_files = train_images.skipped
-        self.paired = train_images.paired and t.stage == "distorted"
-        self.generator = data_generator(config, acc)
-        target = PixelBank(train_images.clear, config.data.crop_size).to(acc.device)
-        source = PixelBank(train_images.distorted, config.data.crop_size).to(acc.device) if self.paired else None
-        self.sampler = CropSampler(target, config.data.crop_size, self.generator, source)
-        distort = self.distort if t.stage == "distorted" and not self.paired else None
-        self.val = build_validation_set(
-            val_images,
-            config.data.crop_size,
-            config.data.val_crops_per_image,
-            t.seed,
-            distort if val_images.paired is False else None,
-        )
-        self.num_train_images = len(train_images)
-
         model = VAE(get_preset(config.model.preset))
+        check_output_dir(
+            self.run_dir, required_bytes(sum(p.numel() for p in model.parameters()), t.checkpoints_total_limit)
+        )
+        self.build_data()
         if self.parent is not None:
             model.load_state_dict(load_model(self.parent.path).state_dict())
-        model = model.to(acc.device, memory_format=torch.channels_last)
-        optimizer = build_optimizer(model.parameters(), config.optim, fused=acc.device.type == "cuda")
-        scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, acc.num_processes)
-        self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        model = model.to(self.accelerator.device, memory_format=torch.channels_last)
+        optimizer = build_optimizer(model.parameters(), config.optim, fused=self.accelerator.device.type == "cuda")
+        scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, self.accelerator.num_processes)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.global_step = 0
         self.resumed_from: Path | None = None
         self.first_batch_sum: torch.Tensor | None = None
+        self.bad_steps = 0
+        self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
+
+    def build_data(self) -> None:
+        """Decode once, keep the pixels on the training device, fix the validation crops."""
+        c, device = self.config, self.accelerator.device
+        train_images, val_images = load_train_val(c.data, c.train.seed)
+        distorted_stage = c.train.stage == "distorted"
+        self.skipped_files = train_images.skipped
+        self.num_train_images = len(train_images)
+        self.paired = train_images.paired and distorted_stage
+        self.generator = data_generator(c, self.accelerator)
+        target = PixelBank(train_images.clear, c.data.crop_size).to(device)
+        source = PixelBank(train_images.distorted, c.data.crop_size).to(device) if self.paired else None
+        self.sampler = CropSampler(target, c.data.crop_size, self.generator, source)
+        self.val = build_validation_set(
+            val_images,
+            c.data.crop_size,
+            c.data.val_crops_per_image,
+            c.train.seed,
+            self.distort if distorted_stage else None,
+            use_pairs=distorted_stage,
+        )
 
     def distort(self, clear: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return gaussian_noise(clear, self.config.data.noise_sigma, generator)
@@ -127,20 +136,46 @@ class Trainer:
             self.resumed_from = path
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
 
-    def train_step(self) -> torch.Tensor:
-        acc, t = self.accelerator, self.config
+    def train_step(self) -> torch.Tensor | None:
+        """One micro-batch; returns the loss terms, or None for an optimizer step skipped as non-finite."""
+        acc, c = self.accelerator, self.config
         with acc.accumulate(self.model):
             source, target = self.next_batch()
             if self.first_batch_sum is None:
                 self.first_batch_sum = source.detach().double().sum()
-            terms = vae_loss(t.loss, self.model(source), target)
+            terms = vae_loss(c.loss, self.model(source), target)
             acc.backward(terms.loss)
-            if acc.sync_gradients and t.optim.max_grad_norm is not None:
-                acc.clip_grad_norm_(self.model.parameters(), t.optim.max_grad_norm)
+            if acc.sync_gradients and c.train.max_bad_steps and not self.all_finite(terms.loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.skip_bad_step()
+                return None
+            if acc.sync_gradients and c.optim.max_grad_norm is not None:
+                acc.clip_grad_norm_(self.model.parameters(), c.optim.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         return torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Agreed across processes (costs a synchronisation, hence only with --max_bad_steps)."""
+        return bool(
+            self.accelerator.reduce(torch.isfinite(loss.detach()).float(), reduction="sum").item()
+            == self.accelerator.num_processes
+        )
+
+    def skip_bad_step(self) -> None:
+        self.bad_steps += 1
+        logger.warning(
+            "non-finite loss at step %d: optimizer step skipped (%d of at most %d)",
+            self.global_step + 1,
+            self.bad_steps,
+            self.config.train.max_bad_steps,
+        )
+        if self.bad_steps > self.config.train.max_bad_steps:
+            raise TrainingError(
+                f"{self.bad_steps} non-finite losses, more than --max_bad_steps "
+                f"{self.config.train.max_bad_steps}; last good checkpoint: {self.last_checkpoint()}"
+            )
 
     def save_checkpoint(self) -> None:
         checkpoints.save_checkpoint(self.accelerator, self.run_dir, self.global_step, self.generator)
@@ -160,22 +195,51 @@ class Trainer:
         acc.log({f"val/{k}": v for k, v in metrics.items()}, step=self.global_step)
         return metrics
 
-    def check_finite(self, window: torch.Tensor, first_step: int) -> None:
-        bad = ~torch.isfinite(window[:, 0])
-        if bad.any():
-            step = first_step + int(bad.nonzero()[0])
-            last = checkpoints.complete_checkpoints(self.run_dir)
+    def last_checkpoint(self) -> str:
+        found = checkpoints.complete_checkpoints(self.run_dir)
+        return str(found[-1]) if found else "none"
+
+    def flush_logs(self, window: LossWindow, progress: tqdm) -> None:
+        """Check the steps since the last flush for NaN/Inf and log their mean (the loop's one sync point)."""
+        try:
+            flushed = window.flush(self.global_step + 1)
+        except NonFiniteLoss as e:
             raise TrainingError(
-                f"loss became {window[bad.nonzero()[0], 0].item()} at step {step}; last good checkpoint: "
-                f"{last[-1] if last else 'none'}. Lower --learning_rate or --max_grad_norm and resume."
-            )
+                f"{e}; last good checkpoint: {self.last_checkpoint()}. Lower --learning_rate, "
+                "resume from it, or allow a few bad steps with --max_bad_steps K"
+            ) from None
+        if flushed is None:
+            return
+        stacked, seconds, steps = flushed
+        mean = self.accelerator.reduce(stacked.mean(0), reduction="mean").tolist()
+        speed = steps * self.images_per_step / seconds
+        logs = {f"train/{name}": value for name, value in zip(TERMS, mean, strict=True)}
+        logs.update(
+            {
+                "train/lr": self.scheduler.get_last_lr()[0],
+                "train/images_per_s": speed,
+                "train/bad_steps": self.bad_steps,
+            }
+        )
+        self.accelerator.log(logs, step=self.global_step)
+        progress.set_postfix(loss=f"{mean[0]:.4g}", img_s=f"{speed:.0f}")
+
+    def stop_for_signal(self, signum: int) -> None:
+        self.save_checkpoint()
+        command = resume_command()
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+        raise Preempted(
+            f"stopped by {signal.Signals(signum).name} at step {self.global_step}; checkpoint: "
+            f"{self.last_checkpoint()}\nresume with:\n  {command}",
+            exit_code=128 + signum,
+        )
 
     def fit(self) -> Path:
         acc, t = self.accelerator, self.config.train
         self.maybe_resume()
         if acc.is_main_process:
             acc.init_trackers(t.tracker_project_name, config=self.config.flat())
-        images_per_step = t.train_batch_size * t.gradient_accumulation_steps * acc.num_processes
         progress = tqdm(
             total=t.max_train_steps,
             initial=self.global_step,
@@ -183,35 +247,29 @@ class Trainer:
             desc=f"stage {t.stage}",
             dynamic_ncols=True,
         )
+        window = LossWindow(self.global_step + 1)
         self.model.train()
-        window, window_start, clock = [], self.global_step + 1, time.perf_counter()
-        while self.global_step < t.max_train_steps:
-            terms = self.train_step()
-            if not acc.sync_gradients:
-                continue
-            self.global_step += 1
-            window.append(terms)
-            progress.update(1)
-            if self.global_step % t.logging_steps == 0 or self.global_step == t.max_train_steps:
-                stacked = torch.stack(window)
-                self.check_finite(stacked, window_start)
-                mean = acc.reduce(stacked.mean(0), reduction="mean").tolist()
-                elapsed = time.perf_counter() - clock
-                speed = len(window) * images_per_step / elapsed
-                logs = {
-                    "train/loss": mean[0],
-                    "train/reconstruction": mean[1],
-                    "train/kl": mean[2],
-                    "train/lr": self.scheduler.get_last_lr()[0],
-                    "train/images_per_s": speed,
-                }
-                acc.log(logs, step=self.global_step)
-                progress.set_postfix(loss=f"{mean[0]:.4g}", img_s=f"{speed:.0f}")
-                window, window_start, clock = [], self.global_step + 1, time.perf_counter()
-            if self.global_step % t.checkpointing_steps == 0:
-                self.save_checkpoint()
-            if self.global_step % t.validation_steps == 0 or self.global_step == t.max_train_steps:
-                self.validate()
+        with PreemptionGuard() as guard:
+            while self.global_step < t.max_train_steps:
+                terms = self.train_step()
+                if not acc.sync_gradients:
+                    continue
+                self.global_step += 1
+                progress.update(1)
+                if terms is not None:
+                    window.add(terms)
+                step, last = self.global_step, self.global_step == t.max_train_steps
+                checkpoint_now = step % t.checkpointing_steps == 0
+                sync_point = step % t.logging_steps == 0 or checkpoint_now or last
+                if sync_point:
+                    self.flush_logs(window, progress)
+                if guard.should_stop(acc, sync_point) and not last:
+                    progress.close()
+                    self.stop_for_signal(guard.signum)
+                if checkpoint_now:
+                    self.save_checkpoint()
+                if step % t.validation_steps == 0 or last:
+                    self.validate()
         progress.close()
         return self.finish()
 

@@ -22,14 +22,17 @@ class ValidationSet:
     targets: torch.Tensor  # N×3×S×S float, the clear crops
 
 
-def build_validation_set(images: ImageSet, crop_size: int, crops_per_image: int, seed: int, distort) -> ValidationSet:
+def build_validation_set(
+    images: ImageSet, crop_size: int, crops_per_image: int, seed: int, distort, use_pairs: bool = True
+) -> ValidationSet:
     """Centre crop plus seeded random crops of each image; identical on every process and every run.
 
-    `distort(clear, generator)` makes the inputs of clear-only data (None: inputs are the clear crops).
+    Inputs are the distorted partners of paired data (when `use_pairs`), else `distort(clear, generator)`,
+    else the clear crops themselves (stage clear: `distort` is None).
     """
     g = torch.Generator().manual_seed(seed)
     target = PixelBank(images.clear, crop_size)
-    source = PixelBank(images.distorted, crop_size) if images.paired else None
+    source = PixelBank(images.distorted, crop_size) if images.paired and use_pairs else None
     index = torch.arange(len(target)).repeat_interleave(crops_per_image)
     u = torch.rand(len(index), 2, generator=g)
     first = torch.arange(len(index)) % crops_per_image == 0

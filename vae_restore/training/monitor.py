@@ -1,0 +1,44 @@
+"""Loss terms kept on the device between logging points, so the hot loop never waits for the GPU."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..errors import TrainingError
+
+TERMS = ("loss", "reconstruction", "kl")
+
+
+class LossWindow:
+    """The per-step (loss, reconstruction, kl) since the last flush, with the wall time they took."""
+
+    def __init__(self, first_step: int):
+        self.reset(first_step)
+
+    def reset(self, first_step: int) -> None:
+        self.first_step = first_step
+        self.steps: list[torch.Tensor] = []
+        self.clock = time.perf_counter()
+
+    def add(self, terms: torch.Tensor) -> None:
+        self.steps.append(terms)
+
+    def flush(self, next_step: int) -> tuple[torch.Tensor, float, int] | None:
+        """(stacked terms, seconds, steps) since the last flush, or None when empty; raises on a NaN/Inf loss."""
+        if not self.steps:
+            return None
+        stacked = torch.stack(self.steps)
+        bad = (~torch.isfinite(stacked[:, 0])).nonzero()
+        if len(bad):
+            raise NonFiniteLoss(self.first_step + int(bad[0]), float(stacked[int(bad[0]), 0]))
+        result = stacked, time.perf_counter() - self.clock, len(self.steps)
+        self.reset(next_step)
+        return result
+
+
+class NonFiniteLoss(TrainingError):
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss became {value} at step {step}")
+        self.step = step

@@ -1,0 +1,66 @@
+"""SIGTERM / SIGINT (cluster preemption, Ctrl-C): finish the step, checkpoint, exit non-zero.
+
+The handler only sets a flag; the loop checks it between steps, so a checkpoint is never written
+from inside a signal handler. With several processes the flag is agreed on (max over processes) at
+the loop's synchronisation points, so all of them stop at the same step.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+
+import torch
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+class PreemptionGuard:
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means: stop now, no checkpoint
+        self.signum = signum
+        print(f"\nreceived {signal.Signals(signum).name}: finishing this step, then checkpointing", file=sys.stderr)
+
+    def __enter__(self) -> PreemptionGuard:
+        self._previous = {s: signal.signal(s, self._handle) for s in HANDLED}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def should_stop(self, accelerator, sync_point: bool) -> bool:
+        """Locally at every step with one process; agreed across processes at synchronisation points."""
+        if accelerator.num_processes == 1:
+            return self.signum is not None
+        if not sync_point:
+            return False
+        flag = torch.tensor([0 if self.signum is None else self.signum], device=accelerator.device)
+        agreed = int(accelerator.reduce(flag, reduction="sum").item())
+        if agreed and self.signum is None:
+            self.signum = signal.SIGTERM
+        return agreed > 0
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line that continues this run: the same arguments plus `--resume_from_checkpoint latest`."""
+    args = list(sys.argv if argv is None else argv)
+    script, rest = args[0], args[1:]
+    kept, skip = [], False
+    for arg in rest:
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume_from_checkpoint":
+            skip = True
+            continue
+        if arg.startswith("--resume_from_checkpoint="):
+            continue
+        kept.append(arg)
+    return shlex.join(["accelerate", "launch", script, *kept, "--resume_from_checkpoint", "latest"])
