@@ -32,6 +32,25 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def train_command(args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch launch/train.py ARGS` on the CPU with 1 or N real processes, and its environment."""
+    common = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if processes == 1:
+        launcher, env = [*ACCELERATE, "--cpu", "--num_processes", "1", *common], subprocess_env()
+    else:
+        launcher = [
+            *ACCELERATE,
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            *common,
+            "--main_process_port",
+            str(_free_port()),
+        ]
+        env = subprocess_env(ACCELERATE_USE_CPU="1")
+    return [*launcher, str(REPO / "launch" / "train.py"), *args], env
+
+
 def launch_train(
     args: list[str],
     cwd: Path,
@@ -40,39 +59,8 @@ def launch_train(
     check: bool = True,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """`accelerate launch launch/train.py ARGS` on the CPU with 1 or N real processes."""
-    if processes == 1:
-        launcher = [
-            *ACCELERATE,
-            "--cpu",
-            "--num_processes",
-            "1",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ]
-        env = env or subprocess_env()
-    else:
-        launcher = [
-            *ACCELERATE,
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(_free_port()),
-        ]
-        env = env or subprocess_env(ACCELERATE_USE_CPU="1")
-    cmd = [*launcher, str(REPO / "launch" / "train.py"), *args]
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    cmd, default_env = train_command(args, processes)
+    result = subprocess.run(cmd, cwd=cwd, env=env or default_env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"

@@ -249,7 +249,7 @@ class Trainer:
         )
         window = LossWindow(self.global_step + 1)
         self.model.train()
-        with PreemptionGuard() as guard:
+        with PreemptionGuard() as guard, progress:
             while self.global_step < t.max_train_steps:
                 terms = self.train_step()
                 if not acc.sync_gradients:
@@ -264,13 +264,11 @@ class Trainer:
                 if sync_point:
                     self.flush_logs(window, progress)
                 if guard.should_stop(acc, sync_point) and not last:
-                    progress.close()
                     self.stop_for_signal(guard.signum)
                 if checkpoint_now:
                     self.save_checkpoint()
                 if step % t.validation_steps == 0 or last:
                     self.validate()
-        progress.close()
         return self.finish()
 
     def describe_processes(self) -> list[dict]:
@@ -295,6 +293,7 @@ class Trainer:
                 "weights_sha256": sha256_file(weights),
                 "global_step": self.global_step,
                 "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+                "bad_steps": self.bad_steps,
                 "num_processes": acc.num_processes,
                 "processes": processes,
                 "mixed_precision": acc.mixed_precision,

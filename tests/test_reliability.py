@@ -1,0 +1,247 @@
+"""Kills, preemption, NaNs and teardown: a run can be stopped at any moment and resumed bit-exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vae_restore.models import VAE, save_model, sha256_file
+
+from .conftest import REPO, launch_train, subprocess_env, train_command, write_images
+from .processes import TrainingProcess
+
+pytestmark = pytest.mark.slow
+
+STEPS = 10
+FAST = [
+    "--train_batch_size",
+    "4",
+    "--logging_steps",
+    "1",
+    "--validation_steps",
+    "1000",
+    "--val_crops_per_image",
+    "1",
+    "--report_to",
+    "none",
+    "--checkpointing_steps",
+    "2",
+    "--max_train_steps",
+    str(STEPS),
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """Clear-only images, a paired clear/distorted layout, and a random parent model for stage distorted."""
+    root = tmp_path_factory.mktemp("data")
+    write_images(root / "clear_only", 5, size=(140, 150))
+    write_images(root / "paired" / "clear", 5, size=(140, 150), seed=1)
+    write_images(root / "paired" / "distorted", 5, size=(140, 150), seed=2)
+    save_model(VAE(), root / "parent" / "model.safetensors", {"stage": "clear"})
+    return root
+
+
+def stage_args(data: dict | Path, kind: str, out: Path) -> list[str]:
+    train_data = data / ("clear_only" if kind == "synthetic" else "paired")
+    return [
+        "--stage",
+        "distorted",
+        "--train_data",
+        str(train_data),
+        "--init_from",
+        str(data / "parent"),
+        "--output_dir",
+        str(out),
+        *FAST,
+    ]
+
+
+def final_hash(out: Path) -> str:
+    return sha256_file(out / "distorted" / "model.safetensors")
+
+
+@pytest.mark.parametrize("processes,kind", [(1, "synthetic"), (1, "paired"), (2, "synthetic"), (2, "paired")])
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, data, processes, kind):
+    straight = tmp_path / "straight"
+    launch_train(stage_args(data, kind, straight), tmp_path, processes=processes)
+    rng = random.Random(f"{processes}-{kind}")
+    killed = tmp_path / "killed"
+    args = stage_args(data, kind, killed)
+    # Kill between checkpoints (an odd step) and at a random later step, resuming each time.
+    for kill_at in (3, rng.randint(5, STEPS - 3)):
+        cmd, env = train_command([*args, "--resume_from_checkpoint", "latest"], processes)
+        run = TrainingProcess(cmd, env, tmp_path)
+        run.wait_for_step(kill_at)
+        run.kill()
+        assert not (killed / "distorted" / "model.safetensors").exists()
+    launch_train([*args, "--resume_from_checkpoint", "latest"], tmp_path, processes=processes)
+    summary = json.loads((killed / "distorted" / "config.json").read_text())
+    assert summary["resumed_from"] and summary["num_processes"] == processes
+    assert len({p["pid"] for p in summary["processes"]}) == processes
+    assert final_hash(killed) == final_hash(straight)
+
+
+SLOW_SAVE = """
+import os, time, pathlib
+import safetensors.torch as st
+_save = st.save_file
+def save_file(tensors, filename, metadata=None):
+    if "data_rng_" in str(filename) and ".tmp" in str(filename) and "checkpoint-4" in str(filename):
+        pathlib.Path(os.environ["SAVE_STARTED"]).touch()
+        time.sleep(60)
+    return _save(tensors, filename, metadata=metadata)
+st.save_file = save_file
+"""
+
+
+def test_kill_while_saving_never_leaves_a_torn_checkpoint(tmp_path, data):
+    straight = tmp_path / "straight"
+    launch_train(stage_args(data, "synthetic", straight), tmp_path)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_SAVE)
+    out = tmp_path / "run"
+    args = stage_args(data, "synthetic", out)
+    cmd, env = train_command(args)
+    env = subprocess_env(PYTHONPATH=f"{hook}:{REPO}", SAVE_STARTED=str(tmp_path / "started"))
+    run = TrainingProcess(cmd, env, tmp_path)
+    run.wait_for_path(tmp_path / "started")
+    run.kill()
+    checkpoints = out / "distorted" / "checkpoints"
+    assert (checkpoints / "checkpoint-4.tmp").is_dir(), "the kill hit the save of checkpoint-4"
+    assert not (checkpoints / "checkpoint-4").exists()
+    result = launch_train([*args, "--resume_from_checkpoint", "latest"], tmp_path)
+    assert "checkpoint-2 at step 2" in result.stdout + result.stderr, "latest skips the torn checkpoint"
+    assert final_hash(out) == final_hash(straight)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_preemption_signal_checkpoints_prints_resume_command_and_exits_nonzero(tmp_path, data, signum):
+    straight = tmp_path / "straight"
+    launch_train(stage_args(data, "synthetic", straight), tmp_path)
+    out = tmp_path / "run"
+    args = [*stage_args(data, "synthetic", out), "--checkpointing_steps", "1000"]
+    run = TrainingProcess([sys.executable, str(REPO / "launch" / "train.py"), *args], subprocess_env(), tmp_path)
+    run.wait_for_step(3)
+    run.signal_all(signum)
+    rc = run.wait()
+    assert rc == 128 + signum, run.output[-3000:]
+    saved = sorted((out / "distorted" / "checkpoints").glob("checkpoint-*"))
+    assert len(saved) == 1 and saved[0].name != "checkpoint-1000"
+    assert "--resume_from_checkpoint latest" in run.output
+    resume = run.output.split("resume with:")[1].strip().splitlines()[0].split()
+    assert resume[:3] == ["accelerate", "launch", str(REPO / "launch" / "train.py")]
+    launch_train(resume[3:], tmp_path)
+    assert final_hash(out) == final_hash(straight)
+
+
+def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, data):
+    out = tmp_path / "run"
+    args = [
+        "--stage",
+        "clear",
+        "--train_data",
+        str(data / "clear_only"),
+        "--output_dir",
+        str(out),
+        *FAST,
+        "--max_train_steps",
+        "40",
+        "--learning_rate",
+        "1e4",
+        "--max_grad_norm",
+        "none",
+    ]
+    result = launch_train(args, tmp_path, check=False)
+    assert result.returncode != 0
+    message = result.stderr.split("error: ")[-1]
+    assert "loss became" in message and "at step" in message and "last good checkpoint" in message
+    step = int(message.split("at step ")[1].split(";")[0])
+    good = sorted((out / "clear" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if good:
+        assert int(good[-1].name.split("-")[1]) < step
+        assert str(good[-1]) in message
+    assert not (out / "clear" / "model.safetensors").exists()
+
+
+NAN_AT_STEP_3 = """
+import torch
+import vae_restore.losses as losses
+_loss = losses.vae_loss
+calls = {"n": 0}
+def vae_loss(config, output, target):
+    calls["n"] += 1
+    terms = _loss(config, output, target)
+    if calls["n"] == 3:
+        terms = terms._replace(loss=terms.loss * float("nan"))
+    return terms
+losses.vae_loss = vae_loss
+import vae_restore.training.trainer as trainer
+trainer.vae_loss = vae_loss
+"""
+
+
+def test_max_bad_steps_skips_a_transient_nan(tmp_path, data):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NAN_AT_STEP_3)
+    out = tmp_path / "run"
+    args = ["--stage", "clear", "--train_data", str(data / "clear_only"), "--output_dir", str(out), *FAST]
+    env = subprocess_env(PYTHONPATH=f"{hook}:{REPO}")
+    failed = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "train.py"), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 2 and "at step 3" in failed.stderr
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "launch" / "train.py"),
+            *args,
+            "--max_bad_steps",
+            "1",
+            "--output_dir",
+            str(tmp_path / "skipping"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optimizer step skipped (1 of at most 1)" in result.stderr
+    summary = json.loads((tmp_path / "skipping" / "clear" / "config.json").read_text())
+    assert summary["bad_steps"] == 1 and summary["global_step"] == STEPS
+
+
+def test_two_process_runs_exit_cleanly_ten_times(tmp_path, data):
+    args = ["--stage", "clear", "--train_data", str(data / "clear_only"), *FAST, "--max_train_steps", "2"]
+    for i in range(10):
+        result = launch_train([*args, "--output_dir", str(tmp_path / f"run{i}")], tmp_path, processes=2, check=False)
+        assert result.returncode == 0, f"run {i}: {result.stderr[-3000:]}"
+        assert "terminate called" not in result.stderr
+        assert json.loads((tmp_path / f"run{i}" / "clear" / "config.json").read_text())["num_processes"] == 2
+
+
+def test_unwritable_output_folder_fails_before_training(tmp_path, data):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = launch_train(
+        ["--stage", "clear", "--train_data", str(data / "clear_only"), "--output_dir", str(blocker / "runs"), *FAST],
+        tmp_path,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "is not writable" in result.stderr and "stage clear:" not in result.stderr
