@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -63,19 +64,15 @@ class TrainingProcess:
             pid = frontier.pop()
             found.append(pid)
             for task in Path(f"/proc/{pid}/task").glob("*"):
-                try:
+                with contextlib.suppress(OSError):
                     frontier += [int(c) for c in (task / "children").read_text().split()]
-                except OSError:
-                    pass
         return found
 
     def signal_all(self, signum: int) -> None:
         """Signal every process of the run, as a cluster scheduler signals every task of a job."""
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
         """SIGKILL the launcher and every worker at once, as an OOM killer or a lost node would."""
