@@ -1,0 +1,61 @@
+import json
+import shutil
+from collections import namedtuple
+
+import pytest
+
+from vae_restore.errors import CheckpointError, TrainingError
+from vae_restore.training import checkpoints, preflight
+from vae_restore.training.preemption import resume_command
+
+
+def make_checkpoint(run_dir, step, complete=True):
+    path = checkpoints.checkpoints_dir(run_dir) / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    if complete:
+        (path / checkpoints.STATE_FILE).write_text(json.dumps({"global_step": step, "num_processes": 1}))
+    return path
+
+
+def test_latest_ignores_temporary_and_incomplete_folders(tmp_path):
+    make_checkpoint(tmp_path, 2)
+    make_checkpoint(tmp_path, 10)
+    make_checkpoint(tmp_path, 12, complete=False)
+    (checkpoints.checkpoints_dir(tmp_path) / "checkpoint-14.tmp").mkdir()
+    assert checkpoints.resolve_resume(tmp_path, "latest").name == "checkpoint-10"
+    assert [p.name for p in checkpoints.complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+    with pytest.raises(CheckpointError, match="not a complete checkpoint"):
+        checkpoints.resolve_resume(tmp_path, str(checkpoints.checkpoints_dir(tmp_path) / "checkpoint-12"))
+    assert checkpoints.resolve_resume(tmp_path / "empty", "latest") is None
+
+
+def test_rotation_keeps_the_resumed_checkpoint_and_the_newest(tmp_path):
+    resumed = make_checkpoint(tmp_path, 2)
+    for step in (4, 6, 8):
+        make_checkpoint(tmp_path, step)
+    removed = checkpoints.rotate_checkpoints(tmp_path, keep=1, protect=resumed)
+    assert [p.name for p in removed] == ["checkpoint-4", "checkpoint-6"]
+    assert [p.name for p in checkpoints.complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-8"]
+
+
+def test_rotation_never_deletes_the_only_complete_checkpoint(tmp_path):
+    only = make_checkpoint(tmp_path, 4)
+    make_checkpoint(tmp_path, 6, complete=False)
+    assert checkpoints.rotate_checkpoints(tmp_path, keep=1) == []
+    assert only.is_dir()
+    shutil.rmtree(only)
+    assert checkpoints.rotate_checkpoints(tmp_path, keep=1) == []
+
+
+def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 2**20, 2**20))
+    with pytest.raises(TrainingError, match=r"has 1 MiB free; this run needs about \d+ MiB"):
+        preflight.check_output_dir(tmp_path / "run", preflight.required_bytes(18_371_523, 2))
+
+
+def test_resume_command_replaces_an_earlier_resume_flag():
+    argv = ["launch/train.py", "--stage", "clear", "--resume_from_checkpoint", "runs/x", "--seed", "3"]
+    assert resume_command(argv) == (
+        "accelerate launch launch/train.py --stage clear --seed 3 --resume_from_checkpoint latest"
+    )
