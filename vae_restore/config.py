@@ -74,6 +74,9 @@ class TrainConfig:
     max_bad_steps: int = 0  # >0: skip up to this many non-finite steps instead of stopping (syncs every step)
     validation_steps: int = 100
     tracker_project_name: str = "vae-restore"
+    channels_last: bool = True  # NHWC memory layout for model and crops (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the model (inductor)
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (on CUDA only)
 
 
 @dataclass

@@ -72,6 +72,7 @@ class Trainer:
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=None if t.report_to == "none" else t.report_to,
+            dynamo_backend="inductor" if t.compile else None,
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
         self.parent = resolve_parent(config)
@@ -83,7 +84,10 @@ class Trainer:
         self.build_data()
         if self.parent is not None:
             model.load_state_dict(load_model(self.parent.path).state_dict())
-        model = model.to(self.accelerator.device, memory_format=torch.channels_last)
+        memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+        model = model.to(self.accelerator.device, memory_format=memory_format)
+        if self.accelerator.device.type == "cuda":
+            torch.backends.cudnn.benchmark = t.cudnn_benchmark
         optimizer = build_optimizer(model.parameters(), config.optim, fused=self.accelerator.device.type == "cuda")
         scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, self.accelerator.num_processes)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
@@ -91,6 +95,7 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.first_batch_sum: torch.Tensor | None = None
         self.bad_steps = 0
+        self.history: list[dict[str, float]] = []  # every logged window, for benchmarks and tests
         self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
 
     def build_data(self) -> None:
@@ -119,6 +124,9 @@ class Trainer:
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         source, target = self.sampler.sample(self.config.train.train_batch_size)
+        if not self.config.train.channels_last:
+            target = target.contiguous()
+            source = None if source is None else source.contiguous()
         if source is None:
             source = self.distort(target, self.generator) if self.config.train.stage == "distorted" else target
         return source, target
@@ -222,6 +230,7 @@ class Trainer:
             }
         )
         self.accelerator.log(logs, step=self.global_step)
+        self.history.append({"step": self.global_step, **logs})
         progress.set_postfix(loss=f"{mean[0]:.4g}", img_s=f"{speed:.0f}")
 
     def stop_for_signal(self, signum: int) -> None:

@@ -1,0 +1,92 @@
+"""The throughput options must not change what is learned: same seed, same losses (fp32, CPU)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+
+from vae_restore.config import Config
+from vae_restore.training import Trainer
+
+from .conftest import REPO, write_images
+
+
+def run_losses(tmp_path, data, **train_overrides) -> list[float]:
+    config = Config()
+    config.train = replace(
+        config.train,
+        stage="distorted",
+        output_dir=str(tmp_path / "out"),
+        max_train_steps=3,
+        logging_steps=1,
+        validation_steps=1000,
+        checkpointing_steps=1000,
+        report_to="none",
+        train_batch_size=4,
+        init_from=str(tmp_path / "parent.safetensors"),
+        **train_overrides,
+    )
+    config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    trainer = Trainer(config.validate())
+    trainer.fit()
+    return [row["train/loss"] for row in trainer.history]
+
+
+def test_channels_last_path_gives_the_same_losses(tmp_path):
+    from vae_restore.models import VAE, save_model
+
+    torch.set_num_threads(1)
+    data = tmp_path / "images"
+    write_images(data, 4, size=(140, 150))
+    save_model(VAE(), tmp_path / "parent.safetensors")
+    fast = run_losses(tmp_path, data, channels_last=True)
+    plain = run_losses(tmp_path, data, channels_last=False)
+    assert len(fast) == 3
+    assert fast == pytest.approx(plain, rel=1e-5)
+    assert fast[0] != fast[-1], "training moved"
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_measures_both_pipelines(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    data = tmp_path / "images"
+    write_images(data, 8, size=(140, 150))
+    out = tmp_path / "tp.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "launch" / "benchmark.py"),
+            "throughput",
+            "--data",
+            str(data),
+            "--batch_sizes",
+            "4",
+            "--steps",
+            "2",
+            "--reference_steps",
+            "2",
+            "--output",
+            str(out),
+        ],
+        env=subprocess_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    pipelines = [row["pipeline"] for row in report["rows"]]
+    assert pipelines[0].startswith("original-style") and pipelines[1] == "vae-restore trainer"
+    assert all(row["images_per_s"] > 0 for row in report["rows"])
+    assert report["rows"][0]["ratio_to_reference"] == 1.0

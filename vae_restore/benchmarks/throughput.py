@@ -1,0 +1,109 @@
+"""Training throughput: the original-style loop and the toolkit's trainer on the same files, in one run.
+
+The trainer is measured through `Trainer.fit` itself (real data path, loss window, checkpoint and
+validation logic): the first logging window is the warm-up (and compilation), the second is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from accelerate.state import AcceleratorState, GradientState
+
+from ..config import Config, DataConfig, TrainConfig
+from ..data.files import list_images
+from ..models import VAE, save_model
+from ..training import Trainer
+from .reference_loop import reference_throughput
+
+
+def trainer_throughput(
+    data: Path, batch_size: int, steps: int, mixed_precision: str, compile: bool, workdir: Path, noise_only: bool = True
+) -> dict:
+    """Steady-state images/s of stage distorted (Gaussian noise) through `Trainer.fit`."""
+    parent = workdir / "parent" / "model.safetensors"
+    if not parent.exists():
+        save_model(VAE(), parent, {"stage": "clear"})
+    config = Config()
+    config.train = replace(
+        TrainConfig(),
+        stage="distorted",
+        output_dir=str(workdir / f"bs{batch_size}"),
+        init_from=str(parent),
+        max_train_steps=2 * steps,
+        logging_steps=steps,
+        checkpointing_steps=10**9,
+        validation_steps=10**9,
+        train_batch_size=batch_size,
+        mixed_precision=mixed_precision,
+        report_to="none",
+        compile=compile,
+    )
+    config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=(25.0, 25.0))
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    trainer = Trainer(config.validate())
+    trainer.fit()
+    measured = trainer.history[1]
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {
+        "pipeline": "vae-restore trainer" + (" + torch.compile" if compile else ""),
+        "batch_size": batch_size,
+        "mixed_precision": mixed_precision,
+        "images_per_s": measured["train/images_per_s"],
+        "gpu_memory_peak_gib": peak,
+    }
+
+
+def run_throughput(
+    data: Path,
+    batch_sizes: list[int],
+    steps: int,
+    compile_batch_sizes: list[int],
+    reference_steps: int,
+    output: Path | None,
+) -> dict:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    mixed = "bf16" if device.type == "cuda" else "no"
+    files = list_images(data)
+    report = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "data": str(data),
+        "num_images": len(files),
+        "rows": [],
+    }
+    reference = reference_throughput(files, device, measure_steps=reference_steps)
+    report["rows"].append(reference)
+    _print_row(reference, reference["images_per_s"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for bs in batch_sizes:
+            row = trainer_throughput(data, bs, steps, mixed, False, Path(tmp))
+            report["rows"].append(row)
+            _print_row(row, reference["images_per_s"])
+        for bs in compile_batch_sizes:
+            row = trainer_throughput(data, bs, steps, mixed, True, Path(tmp))
+            report["rows"].append(row)
+            _print_row(row, reference["images_per_s"])
+    for row in report["rows"]:
+        row["ratio_to_reference"] = row["images_per_s"] / reference["images_per_s"]
+    if output is not None:
+        output.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _print_row(row: dict, reference: float) -> None:
+    memory = row.get("gpu_memory_peak_gib")
+    memory_text = f"  peak {memory:.1f} GiB" if memory else ""
+    print(
+        f"{row['pipeline']:<55} batch {row['batch_size']:>5}  {row['images_per_s']:>10,.0f} img/s  "
+        f"x{row['images_per_s'] / reference:.2f}{memory_text}",
+        flush=True,
+    )
