@@ -19,3 +19,7 @@ class CheckpointError(VAERestoreError):
 
 class TrainingError(VAERestoreError, RuntimeError):
     """Training cannot go on (a NaN loss, a missing parent stage)."""
+
+
+class ExportError(VAERestoreError):
+    """An ONNX export could not be written or did not pass the parity gate."""

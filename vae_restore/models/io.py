@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -17,14 +16,6 @@ from .presets import PRESETS, Preset, get_preset
 from .vae_arch import VAE
 
 WEIGHTS_NAME = "model.safetensors"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights(path: str | os.PathLike) -> Path:
