@@ -1,12 +1,12 @@
 """Model architectures (`*_arch`), the preset registry and safetensors I/O."""
 
-from ..checksums import sha256_file
 from .io import (
     WEIGHTS_NAME,
     import_original_state_dict,
     load_model,
     read_metadata,
     save_model,
+    sha256_file,
 )
 from .presets import ORIGINAL, PRESETS, Preset, get_preset, register_preset
 from .vae_arch import VAE, VAEOutput

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..checksums import sha256_file
 from ..errors import CheckpointError
-from .io import WEIGHTS_NAME, import_original_state_dict, save_model
+from .io import WEIGHTS_NAME, import_original_state_dict, save_model, sha256_file
 
 
 def import_original_checkpoint(pth: Path, output_dir: Path) -> Path:

@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..checksums import sha256_file  # noqa: F401 (re-exported; lives in the torch-free checksums)
 from ..errors import CheckpointError
 from .presets import PRESETS, Preset, get_preset
 from .vae_arch import VAE
