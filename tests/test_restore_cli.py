@@ -80,6 +80,9 @@ def test_sample_image_writes_an_embedded_sample(tmp_path):
     assert Image.open(tmp_path / "a.png").size == (512, 512)
     assert main(["sample-image", "hubble_deep_field", str(tmp_path / "h.png"), "--size", "300x200"]) == 0
     assert Image.open(tmp_path / "h.png").size == (300, 200)
+    assert main(["sample-image", "astronaut", str(tmp_path / "n.png"), "--noise", "25"]) == 0
+    noise = np.asarray(Image.open(tmp_path / "n.png"), np.float64) - np.asarray(Image.open(tmp_path / "a.png"))
+    assert 20 < noise.std() < 26  # σ 25, a little less where clipping at 0 and 255 cuts it
 
 
 @pytest.mark.slow

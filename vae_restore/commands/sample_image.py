@@ -1,4 +1,7 @@
-"""Write one of the embedded scikit-image sample images to a file (to try `vae-restore restore` offline)."""
+"""Write one of the embedded scikit-image sample images to a file (to try `vae-restore restore` offline).
+
+`--noise SIGMA` adds seeded Gaussian noise (SIGMA on the 0-255 scale), giving a distorted input to restore.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("name", choices=EMBEDDED_NAMES, help="sample name")
     parser.add_argument("output", type=Path, help="image file to write (format from its suffix, e.g. .png)")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise σ (0-255 scale)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--size", type=parse_size, metavar="WxH", help="resize to W×H (bicubic), e.g. 2048x1536")
 
 
@@ -27,6 +32,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     from PIL import Image
 
     from ..data.embedded import embedded_images
@@ -34,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     image = Image.fromarray(dict(embedded_images())[args.name])
     if args.size:
         image = image.resize(args.size, Image.BICUBIC)
+    if args.noise > 0:
+        pixels = np.asarray(image, dtype=np.float32)
+        pixels = pixels + np.random.default_rng(args.seed).normal(0.0, args.noise, pixels.shape)
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     image.save(args.output)
     print(f"wrote {args.output} ({image.width}x{image.height})")
