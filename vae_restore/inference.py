@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,6 +125,13 @@ class Restorer:
         self.session = self._open_session(providers, threads)
         self.providers = self.session.get_providers()
         self.provider = self.providers[0]
+        if isinstance(providers, str) and providers.lower() == "cuda" and self.provider != CUDA:
+            warnings.warn(
+                f"CUDA was requested but onnxruntime could not start it (CUDA or cuDNN libraries missing?); "
+                f"running on {self.provider}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
