@@ -27,3 +27,7 @@ class Preempted(VAERestoreError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ExportError(VAERestoreError):
+    """An ONNX export could not be written or did not pass the parity gate."""

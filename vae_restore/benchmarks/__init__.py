@@ -1,1 +1,1 @@
-"""Measurements reported in docs/BENCHMARKS.md; each is reachable from `launch/benchmark.py`."""
+"""Measurements reported in docs/BENCHMARKS.md; each module is a library function behind a thin `launch/` script."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -13,19 +12,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..checksums import sha256_file  # noqa: F401 (re-exported; lives in the torch-free checksums)
 from ..errors import CheckpointError
 from .presets import PRESETS, Preset, get_preset
 from .vae_arch import VAE
 
 WEIGHTS_NAME = "model.safetensors"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights(path: str | os.PathLike) -> Path:

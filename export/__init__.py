@@ -1,0 +1,1 @@
+"""Export scripts run from the repository root: `python -m export.onnx`."""

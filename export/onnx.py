@@ -1,0 +1,70 @@
+"""Export a trained model to ONNX, gate it against PyTorch, and write model.onnx + model.onnx.json.
+
+    python -m export.onnx --checkpoint runs/distorted --output model.onnx [--opset N] [--fp16]
+        [--check_batch_sizes 1,3,8] [--part {restore,decoder}]
+
+The graph's input `image` is N×3×128×128 float32 in [0, 1] (N dynamic), its output `restored` the same;
+`--part decoder` takes `z` (N×128) and the skips `s1` (N×32×64×64), `s2` (N×64×32×32), `s3` (N×128×16×16).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a file: its folder would shadow the real `onnx` package
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+
+from vae_restore.cli_common import run_with_clear_errors  # noqa: E402
+
+
+def batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,3,8, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from vae_restore.export.onnx_export import DEFAULT_OPSET, PARTS
+
+    parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, type=Path, help="run folder or model.safetensors")
+    parser.add_argument("--output", type=Path, default=Path("model.onnx"), help="default model.onnx")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--fp16", action="store_true", help="fp16 weights and compute, fp32 inputs/outputs")
+    parser.add_argument("--check_batch_sizes", type=batch_sizes, default=(1, 3, 8), help="default 1,3,8")
+    parser.add_argument("--part", choices=PARTS, default="restore", help="restore (default) or decoder alone")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def run() -> int:
+        from vae_restore.export.pipeline import export_onnx
+
+        result = export_onnx(
+            args.checkpoint,
+            args.output,
+            part=args.part,
+            opset=args.opset,
+            fp16=args.fp16,
+            check_batch_sizes=args.check_batch_sizes,
+        )
+        for case in result.parity.cases:
+            print(f"parity: {case.describe()}")
+        print(f"parity gate passed (max |Δ| {result.parity.worst.max_abs_diff:.3g} <= {result.parity.tolerance:g})")
+        print(f"wrote {result.model} and {result.manifest}")
+        return 0
+
+    return run_with_clear_errors(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

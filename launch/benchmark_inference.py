@@ -1,0 +1,36 @@
+"""Tiled restoration speed, onnxruntime vs PyTorch eager: `python launch/benchmark_inference.py [--device cuda]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vae_restore.tiling import OVERLAP
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="run folder or model.safetensors (default: random weights)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--tile_batch", type=int, default=16, help="tiles per forward call (default 16)")
+    parser.add_argument("--threads", type=int, help="CPU threads for both engines (default: all cores)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed restorations per image; the fastest is kept")
+    parser.add_argument("--overlap", type=int, default=OVERLAP, help=f"tile overlap (default {OVERLAP})")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from vae_restore.benchmarks.inference import markdown_table, run_benchmark
+
+    results = run_benchmark(args.checkpoint, args.device, args.tile_batch, args.threads, args.repeats, args.overlap)
+    threads = args.threads or os.cpu_count()
+    print(markdown_table(results, f"device {args.device}, tile batch {args.tile_batch}, {threads} threads"))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

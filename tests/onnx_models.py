@@ -1,0 +1,48 @@
+"""Randomly initialised weights and their ONNX export, made once per test session (an export takes seconds)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from vae_restore.models import ORIGINAL, VAE, save_model
+
+from .conftest import REPO, subprocess_env
+
+_CACHE: dict[str, tuple[Path, Path, str]] = {}
+
+
+def random_weights(folder: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    return save_model(VAE(ORIGINAL).eval(), folder / "model.safetensors", {"stage": "test"})
+
+
+def exported_model(tmp_path_factory) -> tuple[Path, Path, str]:
+    """(weights, model.onnx, stdout) from a real `python -m export.onnx` run, shared by the test files."""
+    if "model" not in _CACHE:
+        root = tmp_path_factory.mktemp("export")
+        weights = random_weights(root / "run")
+        output = root / "out" / "model.onnx"
+        cmd = [
+            sys.executable,
+            "-m",
+            "export.onnx",
+            "--checkpoint",
+            str(weights.parent),
+            "--output",
+            str(output),
+            "--check_batch_sizes",
+            "1,3",
+        ]
+        result = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        _CACHE["model"] = (weights, output, result.stdout)
+    return _CACHE["model"]
+
+
+def torch_tile_fn(model: VAE):
+    """The PyTorch per-tile function that `restore_tiled` calls, as evaluation would use it."""
+    return lambda tiles: model.restore(torch.from_numpy(tiles)).numpy()

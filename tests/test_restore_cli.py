@@ -1,0 +1,101 @@
+"""`vae-restore restore INPUT... --model model.onnx --output OUT_DIR` and `vae-restore sample-image`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vae_restore.cli import main
+from vae_restore.inference import Restorer
+
+from .conftest import subprocess_env, write_images
+from .onnx_models import exported_model
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    return exported_model(tmp_path_factory)[1]
+
+
+def test_files_folders_and_globs_keep_their_names(model_path, tmp_path, capsys):
+    photos = write_images(tmp_path / "in" / "photos", 2, size=(100, 150))
+    nested = write_images(tmp_path / "in" / "photos" / "sub", 1, size=(140, 60), seed=1, names=["deep.png"])
+    loose = write_images(tmp_path / "in" / "loose", 2, size=(64, 64), seed=2, names=["a.png", "b.jpg"])
+    out = tmp_path / "out"
+    args = [str(tmp_path / "in" / "photos"), str(tmp_path / "in" / "loose" / "*.png"), str(loose[1])]
+    assert main(["restore", *args, "--model", str(model_path), "--output", str(out)]) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "b.jpg", "img_000.png", "img_001.png", "sub/deep.png"]
+    restorer = Restorer(model_path)
+    for source, target in [(photos[0], out / "img_000.png"), (nested[0], out / "sub" / "deep.png")]:
+        np.testing.assert_array_equal(np.asarray(Image.open(target)), restorer.restore(source))
+    assert Image.open(out / "b.jpg").size == (64, 64)
+    assert "restored 5 of 5" in capsys.readouterr().out
+
+
+def test_a_failing_file_is_reported_and_the_rest_continue(model_path, tmp_path, capsys):
+    write_images(tmp_path / "in", 2, size=(50, 50))
+    (tmp_path / "in" / "broken.png").write_bytes(b"truncated")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "restore",
+            str(tmp_path / "in"),
+            str(tmp_path / "nothing*.png"),
+            "--model",
+            str(model_path),
+            "--output",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["img_000.png", "img_001.png"]
+    assert "restored 2 of 4" in captured.out
+    assert "broken.png: not a readable image" in captured.out and "no file matches" in captured.out
+
+
+def test_never_writes_onto_an_input(model_path, tmp_path, capsys):
+    paths = write_images(tmp_path / "in", 2, size=(40, 40))
+    before = [p.read_bytes() for p in paths]
+    code = main(["restore", str(tmp_path / "in"), "--model", str(model_path), "--output", str(tmp_path / "in")])
+    assert code == 2 and "would be written onto the input" in capsys.readouterr().err
+    assert [p.read_bytes() for p in paths] == before and len(list((tmp_path / "in").iterdir())) == 2
+
+
+def test_two_inputs_with_one_output_name_are_refused(model_path, tmp_path, capsys):
+    a = write_images(tmp_path / "a", 1, size=(40, 40))
+    b = write_images(tmp_path / "b", 1, size=(40, 40))
+    code = main(["restore", str(a[0]), str(b[0]), "--model", str(model_path), "--output", str(tmp_path / "out")])
+    assert code == 2 and "would both be written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_sample_image_writes_an_embedded_sample(tmp_path):
+    assert main(["sample-image", "astronaut", str(tmp_path / "a.png")]) == 0
+    assert Image.open(tmp_path / "a.png").size == (512, 512)
+    assert main(["sample-image", "hubble_deep_field", str(tmp_path / "h.png"), "--size", "300x200"]) == 0
+    assert Image.open(tmp_path / "h.png").size == (300, 200)
+    assert main(["sample-image", "astronaut", str(tmp_path / "n.png"), "--noise", "25"]) == 0
+    noise = np.asarray(Image.open(tmp_path / "n.png"), np.float64) - np.asarray(Image.open(tmp_path / "a.png"))
+    assert 20 < noise.std() < 26  # σ 25, a little less where clipping at 0 and 255 cuts it
+
+
+@pytest.mark.slow
+def test_console_command_runs_without_torch(model_path, tmp_path):
+    write_images(tmp_path / "in", 1, size=(70, 90))
+    code = (
+        "import sys\n"
+        "from vae_restore.cli import main\n"
+        f"code = main(['restore', {str(tmp_path / 'in')!r}, '--model', {str(model_path)!r}, "
+        f"'--output', {str(tmp_path / 'out')!r}])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out" / "img_000.png").size == (90, 70)

@@ -1,0 +1,109 @@
+"""Restore image files with an exported model on onnxruntime (no torch): files, folders and globs.
+
+Each output keeps its input's name (folders keep their sub-folders) under OUT_DIR. An output that
+would land on an input is refused before anything runs; a file that fails is reported and the rest
+go on; the exit status is non-zero if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+NAME = "restore"
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively), globs")
+    parser.add_argument("--model", required=True, type=Path, help="model.onnx from `python -m export.onnx`")
+    parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
+    parser.add_argument("--providers", default="auto", help="auto (CUDA, then CPU), cpu or cuda")
+    parser.add_argument("--batch_size", type=int, default=16, help="tiles per onnxruntime call (default 16)")
+
+
+def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
+    """Expand INPUTs into (source, target) jobs; inputs that match nothing come back as failure messages."""
+    from ..data.files import list_images
+    from ..errors import DataError
+
+    jobs, failures = [], []
+    for item in inputs:
+        if GLOB_CHARS & set(item) and not Path(item).exists():
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matches:
+                failures.append(f"{item}: no file matches this pattern")
+            jobs += [Job(p, output / p.name) for p in matches]
+        elif Path(item).is_dir():
+            try:
+                jobs += [Job(p, output / p.relative_to(item)) for p in list_images(Path(item))]
+            except DataError as e:
+                failures.append(str(e))
+        elif Path(item).is_file():
+            jobs.append(Job(Path(item), output / Path(item).name))
+        else:
+            failures.append(f"{item}: no such file or folder")
+    return list(dict.fromkeys(jobs)), failures
+
+
+def check_targets(jobs: list[Job]) -> str | None:
+    """Why the plan is refused (an output on an input, two inputs onto one output), or None."""
+    sources = {job.source.resolve(): job.source for job in jobs}
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        target = job.target.resolve()
+        if target in sources:
+            return f"{job.source} would be written onto the input {sources[target]}; choose another --output folder"
+        if target in seen and seen[target] != job.source.resolve():
+            return f"{seen[target]} and {job.source} would both be written to {job.target}; restore them separately"
+        seen[target] = job.source.resolve()
+    return None
+
+
+def save_image(image, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+    Image.fromarray(image).save(path, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..inference import Restorer
+
+    jobs, failures = plan_jobs(args.inputs, args.output)
+    refusal = check_targets(jobs)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    try:
+        restorer = Restorer(args.model, providers=args.providers, batch_size=args.batch_size)
+    except (ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"restoring {len(jobs)} image(s) with {args.model} on {restorer.provider}", file=sys.stderr)
+    start, done = time.perf_counter(), 0
+    for job in tqdm(jobs, unit="image", file=sys.stderr, disable=None):
+        try:
+            save_image(restorer.restore(job.source), job.target)
+            done += 1
+        except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one bad file must not stop the rest
+            failures.append(str(e) if str(job.source) in str(e) else f"{job.source}: {e}")
+            tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"restored {done} of {done + len(failures)} into {args.output} in {seconds:.1f} s ({restorer.provider})")
+    for failure in failures:
+        print(f"  failed: {failure}")
+    return 1 if failures else 0

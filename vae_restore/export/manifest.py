@@ -1,0 +1,68 @@
+"""`model.onnx.json`, the manifest beside an exported model: what it is, where it came from, how it was checked.
+
+Torch-free: `vae_restore.inference` reads it to verify the model file before running it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..checksums import sha256_file
+from ..errors import CheckpointError
+
+MANIFEST_SUFFIX = ".json"
+FORMAT_VERSION = 1
+
+
+def manifest_path(onnx_path: str | os.PathLike) -> Path:
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.name + MANIFEST_SUFFIX)
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(onnx_path: str | os.PathLike) -> dict:
+    path = manifest_path(onnx_path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no manifest {path} beside {onnx_path}; export with `python -m export.onnx`, "
+            "or pass verify=False to run an unverified model"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable manifest ({e})") from None
+    if not isinstance(manifest, dict) or "sha256" not in manifest:
+        raise CheckpointError(f"{path}: no 'sha256' key; re-export the model with `python -m export.onnx`")
+    return manifest
+
+
+def verify_model_file(onnx_path: str | os.PathLike) -> dict:
+    """Return the manifest if the file's sha256 matches it; refuse a modified or swapped file."""
+    manifest = read_manifest(onnx_path)
+    actual = sha256_file(onnx_path)
+    if actual != manifest["sha256"]:
+        raise CheckpointError(
+            f"{onnx_path}: sha256 {actual[:16]}… does not match {manifest_path(onnx_path).name} "
+            f"({str(manifest['sha256'])[:16]}…); the file was changed or belongs to another export — re-export it"
+        )
+    return manifest
+
+
+def package_versions(names: tuple[str, ...] = ("vae-restore", "torch", "onnx", "onnxscript", "onnxruntime")) -> dict:
+    """Installed versions by distribution name; onnxruntime-gpu counts as onnxruntime."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        for dist in (name, f"{name}-gpu") if name == "onnxruntime" else (name,):
+            try:
+                found[name] = version(dist)
+                break
+            except PackageNotFoundError:
+                found[name] = None
+    return found

@@ -1,0 +1,138 @@
+"""The graphs that are exported and the one exporter call that writes them.
+
+Exporter choice, pinned: `torch.onnx.export(dynamo=True, external_data=False, optimize=True)`.
+The dynamo (torch.export) exporter is torch's default since 2.9 and the TorchScript one is deprecated,
+so pinning it keeps results from changing with torch's default; `external_data=False` keeps the
+weights inside the one `.onnx` file (the model is about 73 MB, far below protobuf's 2 GB limit);
+the batch dimension is a `torch.export.Dim`, so one file serves every batch size. The opset is
+pinned too (`DEFAULT_OPSET`) rather than left to the exporter.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ExportError
+from ..models import VAE
+
+DEFAULT_OPSET = 20
+PARTS = ("restore", "decoder")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: its name and its shape, "batch" marking the dynamic dimension."""
+
+    name: str
+    shape: tuple[int | str, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": "float32"}
+
+
+class RestorationPath(nn.Module):
+    """image N×3×S×S in [0, 1] -> encoder -> mu (no sampling) -> decoder with skips -> sigmoid.
+
+    With `half`, weights and compute are fp16 while the graph's inputs and outputs stay fp32, so
+    callers feed the same arrays to either export.
+    """
+
+    def __init__(self, model: VAE, half: bool = False):
+        super().__init__()
+        self.vae = copy.deepcopy(model).eval()
+        self.half_compute = half
+        if half:
+            self.vae.half()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.half() if self.half_compute else image
+        mu, _, skips = self.vae.encoder(x)
+        return torch.sigmoid(self.vae.decoder(mu, skips)).float()
+
+
+class DecoderPath(nn.Module):
+    """(z, s1, s2, s3) -> decoder with skips -> sigmoid: for users who decode latents themselves."""
+
+    def __init__(self, model: VAE, half: bool = False):
+        super().__init__()
+        self.decoder = copy.deepcopy(model.decoder).eval()
+        self.half_compute = half
+        if half:
+            self.decoder.half()
+
+    def forward(self, z: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
+        if self.half_compute:
+            z, s1, s2, s3 = z.half(), s1.half(), s2.half(), s3.half()
+        return torch.sigmoid(self.decoder(z, (s1, s2, s3))).float()
+
+
+def build_module(model: VAE, part: str, half: bool = False) -> nn.Module:
+    if part == "restore":
+        return RestorationPath(model, half).eval()
+    if part == "decoder":
+        return DecoderPath(model, half).eval()
+    raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+
+
+def io_specs(model: VAE, part: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Names and shapes of the graph's inputs and outputs for `part` of this preset."""
+    p = model.preset
+    s = p.image_size
+    image = ("batch", p.in_channels, s, s)
+    outputs = [TensorSpec("restored", image)]
+    if part == "restore":
+        return [TensorSpec("image", image)], outputs
+    c1, c2, c3, _ = p.channels
+    return [
+        TensorSpec("z", ("batch", p.latent_dim)),
+        TensorSpec("s1", ("batch", c1, s // 2, s // 2)),
+        TensorSpec("s2", ("batch", c2, s // 4, s // 4)),
+        TensorSpec("s3", ("batch", c3, s // 8, s // 8)),
+    ], outputs
+
+
+def example_inputs(specs: list[TensorSpec], batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.rand(batch_size, *spec.shape[1:]) for spec in specs)
+
+
+def export_graph(
+    module: nn.Module, inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path, opset: int
+) -> None:
+    """Write `module` to the single file `path` with a dynamic batch dimension (see the module docstring)."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    dynamic_shapes = tuple({0: batch} for _ in inputs)
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
+    levels = [logger.level for logger in quiet]
+    try:
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                example_inputs(inputs),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+                opset_version=opset,
+                input_names=[spec.name for spec in inputs],
+                output_names=[spec.name for spec in outputs],
+                dynamic_shapes=dynamic_shapes,
+            )
+    except Exception as e:  # the exporter raises many unrelated types; one clear error instead
+        raise ExportError(f"torch.onnx.export failed for opset {opset}: {type(e).__name__}: {e}") from e
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    leftovers = sorted(p.name for p in path.parent.glob(path.name + "*.data"))
+    if leftovers or not path.is_file():
+        raise ExportError(f"the exporter did not write a single self-contained file {path} (found {leftovers})")

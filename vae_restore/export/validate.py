@@ -1,0 +1,134 @@
+"""The parity gate: onnxruntime (CPU) against the fp32 PyTorch module on random and real inputs.
+
+Real inputs are 128×128 tiles of the embedded scikit-image samples (for the decoder: their fp32
+encoder features), so the gate also covers the value ranges a trained model meets in practice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.embedded import embedded_images
+from ..models import VAE
+from ..tiling import tile_grid
+from .onnx_export import TensorSpec
+
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 5e-3
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """The largest |onnxruntime - PyTorch| for one kind of input at one batch size, and where it is."""
+
+    inputs: str  # "random" or "real"
+    batch_size: int
+    max_abs_diff: float
+    where: tuple[int, ...]  # index into the output (n, c, y, x)
+    onnx_value: float
+    torch_value: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.inputs} inputs, batch {self.batch_size}: max |Δ| = {self.max_abs_diff:.3g} at output index "
+            f"{self.where} (onnxruntime {self.onnx_value:.6f}, PyTorch {self.torch_value:.6f})"
+        )
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    tolerance: float
+    cases: tuple[ParityCase, ...]
+
+    @property
+    def worst(self) -> ParityCase:
+        return max(self.cases, key=lambda c: c.max_abs_diff)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.max_abs_diff <= self.tolerance for c in self.cases)
+
+    def to_dict(self) -> dict:
+        return {
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+            "max_abs_diff": self.worst.max_abs_diff,
+            "cases": [asdict(c) for c in self.cases],
+        }
+
+
+def real_tiles(count: int, tile: int) -> np.ndarray:
+    """`count` tiles N×3×T×T float32 from the embedded samples, taken round-robin across the images."""
+    per_image = []
+    for _, image in embedded_images():
+        grid = tile_grid(*image.shape[:2], tile=tile, overlap=0)
+        picks = np.linspace(0, len(grid) - 1, min(len(grid), 8)).round().astype(int)
+        per_image.append([image[grid[i][0] : grid[i][0] + tile, grid[i][1] : grid[i][1] + tile] for i in picks])
+    pool = [t for group in zip(*per_image, strict=False) for t in group]
+    tiles = np.stack([pool[i % len(pool)] for i in range(count)]).astype(np.float32) / 255.0
+    return np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))
+
+
+def parity_inputs(
+    model: VAE, part: str, specs: Sequence[TensorSpec], kind: str, batch_size: int, seed: int
+) -> list[np.ndarray]:
+    """Inputs for one gate case: images for the restoration path, (z, s1, s2, s3) for the decoder."""
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        if part == "restore":
+            return [rng.random((batch_size, *specs[0].shape[1:]), dtype=np.float32)]
+        z = rng.standard_normal((batch_size, *specs[0].shape[1:]), dtype=np.float32)
+        skips = [np.maximum(rng.standard_normal((batch_size, *s.shape[1:]), dtype=np.float32), 0) for s in specs[1:]]
+        return [z, *skips]
+    images = real_tiles(batch_size, model.preset.image_size)
+    if part == "restore":
+        return [images]
+    with torch.no_grad():
+        mu, _, skips = model.encoder(torch.from_numpy(images))
+    return [mu.numpy(), *(s.numpy() for s in skips)]
+
+
+def run_reference(reference: nn.Module, inputs: list[np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return reference(*(torch.from_numpy(x) for x in inputs)).numpy()
+
+
+def compare(kind: str, batch_size: int, got: np.ndarray, expected: np.ndarray) -> ParityCase:
+    diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    if not np.isfinite(diff).all():
+        diff = np.where(np.isfinite(diff), diff, np.inf)
+    where = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return ParityCase(
+        kind, batch_size, float(diff[where]), tuple(int(i) for i in where), float(got[where]), float(expected[where])
+    )
+
+
+def check_parity(
+    onnx_path: Path,
+    model: VAE,
+    reference: nn.Module,
+    part: str,
+    specs: Sequence[TensorSpec],
+    batch_sizes: Sequence[int],
+    tolerance: float,
+) -> ParityReport:
+    """Run every (random | real) × batch-size case through onnxruntime's CPU provider and `reference`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    cases = []
+    for i, batch_size in enumerate(batch_sizes):
+        for kind in ("random", "real"):
+            inputs = parity_inputs(model, part, specs, kind, batch_size, seed=i)
+            got = session.run(None, dict(zip(names, inputs, strict=True)))[0]
+            cases.append(compare(kind, batch_size, got, run_reference(reference, inputs)))
+    return ParityReport(tolerance, tuple(cases))

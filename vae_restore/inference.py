@@ -1,0 +1,170 @@
+"""Restore images of any size with an exported model on onnxruntime. Imports no torch.
+
+    from vae_restore.inference import Restorer
+    restorer = Restorer("model.onnx")        # verifies model.onnx.json, picks CUDA then CPU
+    out = restorer.restore(image)            # H×W×3 uint8 (or float in [0, 1], PIL image, path) -> same size
+
+Images are cut into overlapping tiles blended with smooth weights by `vae_restore.tiling` (the same code
+PyTorch evaluation uses), and the tiles go through the session in batches, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+from .export.manifest import verify_model_file
+from .tiling import OVERLAP, restore_tiled
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+QUIET = 3  # onnxruntime log severity: errors only (start-up info and warnings are noise to users)
+SILENT = 4  # while trying CUDA: a missing CUDA library is reported by the fallback, not by a log line
+
+ImageLike = np.ndarray | str | os.PathLike
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("onnxruntime is not installed; install it with `pip install 'vae-restore[infer]'`") from None
+    return onnxruntime
+
+
+def requested_providers(providers: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """ "auto": CUDA when onnxruntime offers it, then CPU; "cpu" / "cuda"; or a list of provider names."""
+    if isinstance(providers, str):
+        choice = providers.lower()
+        if choice == "auto":
+            return [p for p in (CUDA, CPU) if p in available] or [CPU]
+        if choice == "cpu":
+            return [CPU]
+        if choice == "cuda":
+            if CUDA not in available:
+                raise ValueError(
+                    f"providers='cuda' but this onnxruntime offers only {list(available)}; "
+                    "install onnxruntime-gpu or use providers='auto'"
+                )
+            return [CUDA, CPU]
+        raise ValueError(f"providers must be 'auto', 'cpu', 'cuda' or a list of provider names, got {providers!r}")
+    return list(providers)
+
+
+def as_float_image(image: ImageLike) -> tuple[np.ndarray, bool]:
+    """(H×W×3 float32 in [0, 1], whether the caller gets uint8 back), or a ValueError that says what is wrong."""
+    if isinstance(image, (str, os.PathLike)):
+        from .data.decode import decode_rgb
+
+        return decode_rgb(image).astype(np.float32) / 255.0, True
+    if hasattr(image, "getbands") and hasattr(image, "convert"):  # a PIL image, without importing PIL eagerly
+        from .data.decode import to_rgb
+
+        return to_rgb(image).astype(np.float32) / 255.0, True
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an H×W×3 numpy array, a PIL image or a path, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"expected an H×W×3 RGB image, got shape {image.shape}; convert grey images with "
+            "np.repeat(image[..., None], 3, axis=2) and drop alpha with image[..., :3]"
+        )
+    if image.size == 0:
+        raise ValueError(f"the image is empty (shape {image.shape})")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0, True
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"dtype {image.dtype} is not supported: pass uint8 (0-255) or float in [0, 1]")
+    if not np.isfinite(image).all():
+        raise ValueError("the image contains NaN or infinite values")
+    low, high = float(image.min()), float(image.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"float images must be in [0, 1], got values in [{low:g}, {high:g}] (divide 0-255 data by 255)"
+        )
+    return image.astype(np.float32), False
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+class Restorer:
+    """An onnxruntime session for a verified restoration-path export, restoring images of any size.
+
+    `provider` is the provider that is ACTIVE (onnxruntime falls back silently when CUDA can't start).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        providers: str | Sequence[str] = "auto",
+        batch_size: int = 16,
+        overlap: int = OVERLAP,
+        threads: int | None = None,
+        verify: bool = True,
+    ):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"no ONNX model at {self.path}; export one with `python -m export.onnx`")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.manifest = verify_model_file(self.path) if verify else {}
+        if self.manifest.get("part", "restore") != "restore":
+            raise CheckpointError(
+                f"{self.path} is a {self.manifest['part']!r} export; Restorer needs the restoration path "
+                "(export without --part)"
+            )
+        self.batch_size = batch_size
+        self.overlap = overlap
+        self.session = self._open_session(providers, threads)
+        self.providers = self.session.get_providers()
+        self.provider = self.providers[0]
+        if isinstance(providers, str) and providers.lower() == "cuda" and self.provider != CUDA:
+            warnings.warn(
+                f"CUDA was requested but onnxruntime could not start it (CUDA or cuDNN libraries missing?); "
+                f"running on {self.provider}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+        self.tile = int(model_input.shape[2])
+
+    def _open_session(self, providers: str | Sequence[str], threads: int | None):
+        ort = _import_onnxruntime()
+        wanted = requested_providers(providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.log_severity_level = QUIET
+        if threads:
+            options.intra_op_num_threads = threads
+        if CUDA not in wanted:
+            ort.set_default_logger_severity(QUIET)
+            return ort.InferenceSession(str(self.path), options, providers=wanted)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* wheels, when installed
+                ort.preload_dlls()
+        ort.set_default_logger_severity(SILENT)
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=wanted)
+        finally:
+            ort.set_default_logger_severity(QUIET)
+
+    def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """N×3×T×T float32 in [0, 1] -> restored, one session call."""
+        out = self.session.run(None, {self.input_name: tiles.astype(self.input_dtype, copy=False)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def restore(self, image: ImageLike) -> np.ndarray:
+        """Restore an H×W×3 image of any size; uint8 (and PIL / path) input gives uint8, float gives float32."""
+        pixels, integer = as_float_image(image)
+        restored = restore_tiled(
+            pixels, self.run_tiles, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size
+        )
+        return to_uint8(restored) if integer else restored
