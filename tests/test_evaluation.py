@@ -169,3 +169,13 @@ def test_tensorboard_gets_the_summary_and_the_comparisons(checkpoint, clear_fold
     events = EventAccumulator(str(next((tmp_path / "tb" / "logs").rglob("events.out.tfevents.*")).parent)).Reload()
     assert "eval/restored/psnr_mean" in events.Tags()["scalars"]
     assert sorted(events.Tags()["images"]) == ["eval/comparisons/img_000.png", "eval/comparisons/img_001.png"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [({"num_images": 0}, "--num_images"), ({"batch_size": 0}, "--batch_size"), ({"baselines": ["bm3d"]}, "bm3d")],
+)
+def test_bad_options_are_refused_before_any_work(checkpoint, clear_folder, tmp_path, option, message):
+    with pytest.raises(ConfigError, match=message):
+        run(checkpoint, clear_folder, tmp_path / "out", distortion="blur", **option)
+    assert not (tmp_path / "out").exists()

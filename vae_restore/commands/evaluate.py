@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import EvalOptions, evaluate
+    from ..evaluation.baselines import parse_baselines
 
     evaluate(
         EvalOptions(
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             distortion=args.distortion,
             output=args.output,
             num_images=args.num_images,
-            baselines=[b for b in args.baselines.split(",") if b],
+            baselines=parse_baselines(args.baselines),
             report_to=args.report_to,
             num_comparisons=args.num_comparisons,
             seed=args.seed,

@@ -43,10 +43,14 @@ def total_variation(image: np.ndarray) -> np.ndarray:
 BASELINES: dict[str, Baseline] = {"nlmeans": nl_means, "tv": total_variation}
 
 
-def parse_baselines(text: str | None) -> list[str]:
-    """`nlmeans,tv` -> ["nlmeans", "tv"]; empty or `none` -> []."""
-    names = [n.strip() for n in (text or "").split(",") if n.strip() and n.strip() != "none"]
+def check_baselines(names: list[str]) -> list[str]:
+    """Known names, each once, in the order given."""
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline {unknown[0]!r} in --baselines; known: {', '.join(BASELINES)}")
     return list(dict.fromkeys(names))
+
+
+def parse_baselines(text: str | None) -> list[str]:
+    """`nlmeans,tv` -> ["nlmeans", "tv"]; empty or `none` -> []."""
+    return check_baselines([n.strip() for n in (text or "").split(",") if n.strip() and n.strip() != "none"])

@@ -93,3 +93,9 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def format_gains(gains: dict[str, float]) -> str:
+    """One line: what the model adds over the distorted input, per metric (mean restored minus mean input)."""
+    parts = [f"{TABLE_FORMATS[m][0]} {TABLE_FORMATS[m][1].replace(':', ':+')}".format(v) for m, v in gains.items()]
+    return "gain over the input: " + ", ".join(parts)

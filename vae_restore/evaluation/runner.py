@@ -7,21 +7,22 @@ the merged results do not depend on the number of processes.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models.io import read_metadata, resolve_weights, sha256_file
-from .baselines import BASELINES, parse_baselines
+from .baselines import BASELINES, check_baselines
 from .pairs import EvalItem, find_items, load_pair
-from .report import comparison_path, format_table, save_comparison, write_csv, write_summary
+from .report import comparison_path, format_gains, format_table, save_comparison, write_csv, write_summary
 from .scoring import INPUT, RESTORED, gains, score, summarize
 
 logger = logging.getLogger(__name__)
 
 CSV_NAME, SUMMARY_NAME, COMPARISONS_DIR = "per_image.csv", "summary.json", "comparisons"
-TRACKER_PROJECT = "vae-restore-eval"
+TRACKER_PROJECT = "vae-restore"  # the training runs' project, so a model and its evaluations sit together
 
 
 @dataclass
@@ -37,16 +38,38 @@ class EvalOptions:
     seed: int = 0
     batch_size: int = 16  # tiles per forward pass
 
+    def validate(self) -> EvalOptions:
+        checks = [
+            (self.num_images is None or self.num_images >= 1, "--num_images must be >= 1"),
+            (self.num_comparisons >= 0, "--num_comparisons must be >= 0"),
+            (self.batch_size >= 1, "--batch_size must be >= 1"),
+            (self.report_to in ("none", "wandb", "tensorboard"), "--report_to must be none, wandb or tensorboard"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        check_baselines(self.baselines)
+        if self.distortion is not None:
+            from ..distortions.named import get_named
+
+            get_named(self.distortion)
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.data).resolve().name}-{self.distortion or 'paired'}"
+
 
 def output_dir(options: EvalOptions) -> Path:
     if options.output:
         return Path(options.output)
     checkpoint = Path(options.checkpoint)
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    return run_dir / "evaluation" / f"{Path(options.data).resolve().name}-{options.distortion or 'paired'}"
+    return run_dir / "evaluation" / options.label
 
 
 def score_item(model, device, item: EvalItem, options: EvalOptions, output: Path) -> dict:
+    """Restore one image, run the baselines, write its comparison PNG if it is among the first N, score all."""
     from .tiled import restore_image
 
     distorted, clear = load_pair(item, options.distortion, options.seed)
@@ -54,14 +77,14 @@ def score_item(model, device, item: EvalItem, options: EvalOptions, output: Path
     for name in options.baselines:
         outputs[name] = BASELINES[name](distorted)
     if item.index < options.num_comparisons:
-        save_comparison(
-            comparison_path(output / COMPARISONS_DIR, item.index, item.name), distorted, outputs[RESTORED], clear
-        )
+        path = comparison_path(output / COMPARISONS_DIR, item.index, item.name)
+        save_comparison(path, distorted, outputs[RESTORED], clear)
     h, w = clear.shape[:2]
     return {"index": item.index, "image": item.name, "width": w, "height": h, **score(outputs, clear)}
 
 
-def _score_share(accelerator, model, items: list[EvalItem], options: EvalOptions, output: Path):
+def score_share(accelerator, model, items: list[EvalItem], options: EvalOptions, output: Path):
+    """This process's rows; an unreadable image is skipped and reported rather than stopping every process."""
     from tqdm.auto import tqdm
 
     rows, skipped = [], []
@@ -74,47 +97,10 @@ def _score_share(accelerator, model, items: list[EvalItem], options: EvalOptions
     return rows, skipped
 
 
-def evaluate(options: EvalOptions) -> dict:
-    """Score `options.data` with the checkpoint; returns the summary (the same on every process)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, gather_object
-
-    from ..distortions.named import get_named
-    from ..models import load_model
-    from ..training.tracking import prepare_tracker_env
-    from .tiled import tile_geometry
-    from .tracking import log_evaluation
-
-    weights = resolve_weights(options.checkpoint)
-    options.baselines = parse_baselines(",".join(options.baselines))
-    if options.distortion is not None:
-        get_named(options.distortion)
-    items = find_items(options.data, options.distortion, options.num_images)
-    output = output_dir(options)
-    prepare_tracker_env(options.report_to, output)
-    accelerator = Accelerator(
-        log_with=None if options.report_to == "none" else options.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")),
-    )
-    if accelerator.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in vars(options).items()})
-    model = load_model(weights, accelerator.device)
-
-    start = time.perf_counter()
-    with accelerator.split_between_processes(items) as mine:
-        rows, skipped = _score_share(accelerator, model, mine, options, output)
-    seconds = time.perf_counter() - start
-    all_rows = {row["index"]: row for row in gather_object(rows)}
-    rows = [all_rows[i] for i in sorted(all_rows)]
-    if not rows:
-        raise DataError(f"none of the images in {options.data} could be scored")
-    methods = [RESTORED, INPUT, *options.baselines]
-    metrics = summarize(rows, methods)
+def build_summary(options: EvalOptions, weights: Path, rows: list[dict], methods: list[str], **facts) -> dict:
     meta = read_metadata(weights)
-    tile, overlap = tile_geometry(model)
-    summary = {
+    metrics = summarize(rows, methods)
+    return {
         "checkpoint": str(weights),
         "weights_sha256": sha256_file(weights),
         "preset": meta.get("preset"),
@@ -124,26 +110,78 @@ def evaluate(options: EvalOptions) -> dict:
         "distortion": options.distortion or "paired",
         "seed": options.seed,
         "num_images": len(rows),
-        "skipped": gather_object(skipped),
-        "num_processes": accelerator.num_processes,
-        "images_per_process": gather_object([len(mine)]),
-        "device": str(accelerator.device),
-        "tile": tile,
-        "overlap": overlap,
+        **facts,
         "metrics": metrics,
         "gain_over_input": gains(metrics),
-        "seconds": max(gather_object([seconds])),
     }
+
+
+def evaluate(options: EvalOptions) -> dict:
+    """Score `options.data` with the checkpoint; returns the summary (the same on every process)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, gather_object
+
+    from ..models import load_model
+    from ..training.tracking import prepare_tracker_env
+    from .tiled import tile_geometry
+    from .tracking import log_evaluation
+
+    weights = resolve_weights(options.checkpoint)
+    options.validate()
+    items = find_items(options.data, options.distortion, options.num_images)
+    output = output_dir(options)
+    prepare_tracker_env(options.report_to, output)
+    accelerator = Accelerator(
+        log_with=None if options.report_to == "none" else options.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")),
+    )
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(output / COMPARISONS_DIR, ignore_errors=True)  # no stale images from an earlier run
+    accelerator.wait_for_everyone()
+    accelerator.init_trackers(
+        TRACKER_PROJECT,
+        config={k: str(v) for k, v in vars(options).items()},
+        init_kwargs={"wandb": {"job_type": "evaluation", "name": f"eval-{options.label}"}},
+    )
+    model = load_model(weights, accelerator.device)
+
+    start = time.perf_counter()
+    with accelerator.split_between_processes(items) as mine:
+        rows, skipped = score_share(accelerator, model, mine, options, output)
+    seconds = time.perf_counter() - start
+    by_index = {row["index"]: row for row in gather_object(rows)}
+    rows = [by_index[i] for i in sorted(by_index)]
+    if not rows:
+        raise DataError(f"none of the images in {options.data} could be scored")
+    methods = [RESTORED, INPUT, *options.baselines]
+    tile, overlap = tile_geometry(model)
+    summary = build_summary(
+        options,
+        weights,
+        rows,
+        methods,
+        skipped=gather_object(skipped),
+        num_processes=accelerator.num_processes,
+        images_per_process=gather_object([len(mine)]),
+        device=str(accelerator.device),
+        tile=tile,
+        overlap=overlap,
+        seconds=max(gather_object([seconds])),
+    )
     accelerator.wait_for_everyone()  # every comparison PNG is written
     if accelerator.is_main_process:
         write_csv(rows, methods, output / CSV_NAME)
         write_summary(summary, output / SUMMARY_NAME)
         shown = [(r, comparison_path(output / COMPARISONS_DIR, r["index"], r["image"])) for r in rows]
-        log_evaluation(accelerator, metrics, [(r, p) for r, p in shown if p.is_file()])
-        print(format_table(metrics))
+        log_evaluation(
+            accelerator, summary["metrics"], [(r, p) for r, p in shown if r["index"] < options.num_comparisons]
+        )
+        print(format_table(summary["metrics"]))
+        print(format_gains(summary["gain_over_input"]))
         print(
-            f"{len(rows)} images ({summary['distortion']}) scored; per-image scores in {output / CSV_NAME}, "
-            f"summary in {output / SUMMARY_NAME}, comparisons in {output / COMPARISONS_DIR}"
+            f"{len(rows)} images ({summary['distortion']}) scored in {seconds:.0f} s; per-image scores in "
+            f"{output / CSV_NAME}, summary in {output / SUMMARY_NAME}, comparisons in {output / COMPARISONS_DIR}"
         )
     accelerator.wait_for_everyone()
     accelerator.end_training()
