@@ -32,8 +32,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def train_command(args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
-    """`accelerate launch launch/train.py ARGS` on the CPU with 1 or N real processes, and its environment."""
+def launch_command(script: str, args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch SCRIPT ARGS` (SCRIPT relative to the repo) on the CPU with 1 or N processes, and its env."""
     common = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if processes == 1:
         launcher, env = [*ACCELERATE, "--cpu", "--num_processes", "1", *common], subprocess_env()
@@ -48,10 +48,16 @@ def train_command(args: list[str], processes: int = 1) -> tuple[list[str], dict[
             str(_free_port()),
         ]
         env = subprocess_env(ACCELERATE_USE_CPU="1")
-    return [*launcher, str(REPO / "launch" / "train.py"), *args], env
+    return [*launcher, str(REPO / script), *args], env
 
 
-def launch_train(
+def train_command(args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch launch/train.py ARGS` on the CPU with 1 or N real processes, and its environment."""
+    return launch_command("launch/train.py", args, processes)
+
+
+def launch_script(
+    script: str,
     args: list[str],
     cwd: Path,
     processes: int = 1,
@@ -59,13 +65,19 @@ def launch_train(
     check: bool = True,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    cmd, default_env = train_command(args, processes)
+    """Run `launch_command` and fail with the end of its output when it fails (unless `check` is False)."""
+    cmd, default_env = launch_command(script, args, processes)
     result = subprocess.run(cmd, cwd=cwd, env=env or default_env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
     return result
+
+
+def launch_train(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    """`accelerate launch launch/train.py ARGS` (see `launch_script`)."""
+    return launch_script("launch/train.py", args, cwd, **kwargs)
 
 
 def _free_port() -> int:

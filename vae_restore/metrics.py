@@ -22,7 +22,14 @@ def as_unit_float(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.
     return x.to(dtype)
 
 
+def check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Broadcasting would silently score one image against another: shapes must be equal."""
+    if x.shape != y.shape:
+        raise ValueError(f"metrics compare images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    check_pair(x, y)
     return (as_unit_float(x) - as_unit_float(y)).square().flatten(1).mean(1)
 
 
@@ -32,6 +39,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    check_pair(x, y)
     x, y = as_unit_float(x), as_unit_float(y)
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(x.shape[-2:])}")
@@ -59,7 +67,11 @@ def _histograms(x: torch.Tensor) -> torch.Tensor:
 
 
 def histogram_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of 256-bin histograms per channel (OpenCV's HISTCMP_CORREL), mean over channels."""
+    """Pearson correlation of 256-bin histograms per channel (OpenCV's HISTCMP_CORREL), mean over channels.
+
+    As in OpenCV, a pair where either histogram is flat (zero variance) counts as a correlation of 1.
+    """
+    check_pair(x, y)
     hx, hy = _histograms(x), _histograms(y)
     dx, dy = hx - hx.mean(2, keepdim=True), hy - hy.mean(2, keepdim=True)
     num = (dx * dy).sum(2)

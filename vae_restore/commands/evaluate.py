@@ -1,0 +1,45 @@
+"""Score a checkpoint on a folder: full-resolution tiled restoration vs the distorted input (and classical baselines).
+
+Writes per_image.csv, summary.json and input | restored | clear PNGs, and prints a table. Run it under
+`accelerate launch` to split the images over several processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "evaluate"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a run folder or its model.safetensors")
+    parser.add_argument("--data", required=True, help="paired folder (clear/ + distorted/) or a folder of clear images")
+    parser.add_argument("--distortion", help="clear-only data: named distortion that makes the inputs (e.g. awgn25)")
+    parser.add_argument("--output", help="report folder (default RUN_DIR/evaluation/<data>-<distortion>)")
+    parser.add_argument("--num_images", type=int, help="score only the first N images (sorted by name)")
+    parser.add_argument("--baselines", default="", help="comma-separated classical baselines: nlmeans,tv")
+    parser.add_argument("--report_to", default="none", choices=("none", "wandb", "tensorboard"))
+    parser.add_argument("--num_comparisons", type=int, default=8, help="comparison PNGs for the first N images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic distortions")
+    parser.add_argument("--batch_size", type=int, default=16, help="tiles per forward pass")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import EvalOptions, evaluate
+    from ..evaluation.baselines import parse_baselines
+
+    evaluate(
+        EvalOptions(
+            checkpoint=args.checkpoint,
+            data=args.data,
+            distortion=args.distortion,
+            output=args.output,
+            num_images=args.num_images,
+            baselines=parse_baselines(args.baselines),
+            report_to=args.report_to,
+            num_comparisons=args.num_comparisons,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
+    )
+    return 0

@@ -1,0 +1,85 @@
+"""Distortions by name (`awgn25`, `jpeg20`, `blur` ...), each a fixed setting, so evaluations are repeatable.
+
+A named distortion is `fn(images N×3×H×W float in [0, 1], generator) -> same shape`; add one by putting
+it in `NAMED_DISTORTIONS`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError
+from .noise import gaussian_noise
+
+NamedDistortion = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+BLUR_SIGMA = 2.0
+
+
+def awgn(sigma: float) -> NamedDistortion:
+    """Additive white Gaussian noise of a fixed σ (in 1/255 units)."""
+    return lambda images, generator: gaussian_noise(images, (sigma, sigma), generator)
+
+
+def jpeg(quality: int) -> NamedDistortion:
+    """A real JPEG encode/decode round trip (libjpeg through Pillow, 4:2:0) at `quality`; needs no randomness.
+
+    Pillow rather than torchvision.io, whose image codecs are deprecated since torchvision 0.29.
+    """
+
+    def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        pixels = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        decoded = np.stack([_jpeg_round_trip(image, quality) for image in pixels])
+        return torch.from_numpy(decoded).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255.0
+
+    return apply
+
+
+def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"))
+
+
+def gaussian_blur(sigma: float) -> NamedDistortion:
+    """Gaussian blur with a kernel of 2·ceil(3σ)+1 taps, reflect-padded at the borders."""
+
+    def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from torchvision.transforms.functional import gaussian_blur as blur
+
+        size = 2 * math.ceil(3 * sigma) + 1
+        return blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
+
+    return apply
+
+
+NAMED_DISTORTIONS: dict[str, NamedDistortion] = {
+    "awgn15": awgn(15.0),
+    "awgn25": awgn(25.0),
+    "awgn50": awgn(50.0),
+    "jpeg10": jpeg(10),
+    "jpeg20": jpeg(20),
+    "blur": gaussian_blur(BLUR_SIGMA),
+}
+
+
+def get_named(name: str) -> NamedDistortion:
+    try:
+        return NAMED_DISTORTIONS[name]
+    except KeyError:
+        known = ", ".join(sorted(NAMED_DISTORTIONS))
+        raise ConfigError(f"unknown distortion {name!r}; known distortions: {known}") from None
+
+
+def apply_named(name: str, images: torch.Tensor, seed: int) -> torch.Tensor:
+    """Distort `images` (N×3×H×W float in [0, 1]) with the named setting; the same seed gives the same result."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return get_named(name)(images, generator)
