@@ -233,7 +233,8 @@ class Trainer:
         self.history.append({"step": self.global_step, **logs})
         progress.set_postfix(loss=f"{mean[0]:.4g}", img_s=f"{speed:.0f}")
 
-    def stop_for_signal(self, signum: int) -> None:
+    def stop_for_signal(self, signum: int, window: LossWindow, progress: tqdm) -> None:
+        self.flush_logs(window, progress)  # never checkpoint weights that followed a NaN
         self.save_checkpoint()
         command = resume_command()
         self.accelerator.wait_for_everyone()
@@ -273,7 +274,7 @@ class Trainer:
                 if sync_point:
                     self.flush_logs(window, progress)
                 if guard.should_stop(acc, sync_point) and not last:
-                    self.stop_for_signal(guard.signum)
+                    self.stop_for_signal(guard.signum, window, progress)
                 if checkpoint_now:
                     self.save_checkpoint()
                 if step % t.validation_steps == 0 or last:
