@@ -12,7 +12,7 @@ import torch
 from vae_restore import load_model
 from vae_restore.models import read_metadata, sha256_file
 
-from .conftest import launch_train, subprocess_env
+from .conftest import launch_train, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -98,59 +98,32 @@ def test_resume_continues_from_the_checkpoint(tmp_path, tiny_args):
     assert sha256_file(resumed / "clear" / "model.safetensors") == sha256_file(straight / "clear" / "model.safetensors")
 
 
-def _offline_env():
-    """No network namespace where we can make one (root + unshare): W&B must not need the network."""
-    if shutil.which("unshare") and shutil.which("ip"):
-        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-        if probe.returncode == 0:
-            return True
-    return False
+def no_network_prefix() -> list[str]:
+    """Run in a fresh network namespace (loopback only) where root and unshare allow it."""
+    if shutil.which("unshare") and shutil.which("ip") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
+        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    return []
+
+
+def quick_clear_run(out, tiny_args, *extra: str) -> list[str]:
+    return ["--stage", "clear", "--max_train_steps", "2", "--output_dir", str(out), *tiny_args, *extra]
 
 
 def test_wandb_offline_writes_under_the_run_folder(tmp_path, tiny_args):
+    """No API key: W&B must log offline under the run folder, without prompting and without a network."""
     out = tmp_path / "runs"
-    args = [
-        "--stage",
-        "clear",
-        "--max_train_steps",
-        "2",
-        "--output_dir",
-        str(out),
-        *tiny_args,
-        "--report_to",
-        "wandb",
-        "--validation_steps",
-        "2",
-    ]
-    env = subprocess_env()
+    cmd, env = train_command(quick_clear_run(out, tiny_args, "--report_to", "wandb", "--validation_steps", "2"))
     env.pop("WANDB_MODE")
-    if _offline_env():
-        from .conftest import ACCELERATE, REPO
-
-        cmd = [
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            'ip link set lo up && exec "$@"',
-            "sh",
-            *ACCELERATE,
-            "--cpu",
-            "--num_processes",
-            "1",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(REPO / "launch" / "train.py"),
-            *args,
-        ]
-        result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-4000:]
-    else:
-        launch_train(args, tmp_path, env=env)
+    result = subprocess.run(
+        [*no_network_prefix(), *cmd],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
     runs = list((out / "clear" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1, list((out / "clear").rglob("*"))
     logged = runs[0].read_bytes()
@@ -168,18 +141,5 @@ def test_wandb_offline_writes_under_the_run_folder(tmp_path, tiny_args):
 
 def test_tensorboard_logs(tmp_path, tiny_args):
     out = tmp_path / "runs"
-    launch_train(
-        [
-            "--stage",
-            "clear",
-            "--max_train_steps",
-            "2",
-            "--output_dir",
-            str(out),
-            *tiny_args,
-            "--report_to",
-            "tensorboard",
-        ],
-        tmp_path,
-    )
+    launch_train(quick_clear_run(out, tiny_args, "--report_to", "tensorboard"), tmp_path)
     assert list((out / "clear" / "logs").rglob("events.out.tfevents.*"))
