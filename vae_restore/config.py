@@ -20,6 +20,8 @@ import yaml
 from .errors import ConfigError
 
 STAGES = ("clear", "distorted")
+DATA_LAYOUTS = ("auto", "clear_only", "same_name", "stem_prefix", "manifest")
+PIXEL_CACHES = ("auto", "memory", "disk")
 
 
 @dataclass
@@ -30,6 +32,56 @@ class DataConfig:
     val_crops_per_image: int = 4
     crop_size: int = 128
     noise_sigma: tuple[float, float] = (5.0, 50.0)  # Gaussian noise for stage distorted, in 1/255 units
+    data_layout: str = "auto"  # auto, clear_only, same_name, stem_prefix, manifest
+    allow_unpaired: bool = False  # True: unpaired files are a warning (and left out), not an error
+    strict_data: bool = False  # True: an unreadable file stops the run before training
+    synthetic_ratio: float = 0.0  # paired data: share of each batch whose input is synthesised from the clear crop
+    pixel_cache: str = "auto"  # memory, disk (memory-mapped, reused by later runs), auto
+    cache_dir: str | None = None  # disk pixel cache folder; None: OUTPUT_DIR/cache
+
+
+@dataclass
+class DistortionConfig:
+    """Synthetic inputs for stage distorted: each distortion's chance per image, and its parameter range.
+
+    Several distortions may hit one image (in a fixed, physical order); one that draws none gets one
+    chosen by these chances. Gaussian noise uses data.noise_sigma.
+    """
+
+    p_gaussian_noise: float = 1.0
+    p_poisson_noise: float = 0.0
+    p_gaussian_blur: float = 0.0
+    p_motion_blur: float = 0.0
+    p_resample: float = 0.0
+    p_jpeg: float = 0.0
+    p_fading: float = 0.0
+    p_color_cast: float = 0.0
+    p_yellowing: float = 0.0
+    p_scratches: float = 0.0
+    p_dust: float = 0.0
+    p_cracks: float = 0.0
+    poisson_peak: tuple[float, float] = (10.0, 200.0)  # photons at white (fewer: noisier)
+    blur_sigma: tuple[float, float] = (0.5, 2.5)  # pixels
+    motion_length: tuple[float, float] = (3.0, 15.0)  # pixels
+    resample_factor: tuple[float, float] = (1.5, 4.0)
+    jpeg_quality: tuple[int, int] = (10, 95)
+    fade_amount: tuple[float, float] = (0.1, 0.45)
+    cast_strength: tuple[float, float] = (0.03, 0.15)
+    yellowing_strength: tuple[float, float] = (0.2, 1.0)  # varnish thickness (1: VARNISH transmission)
+    scratch_count: tuple[int, int] = (1, 5)  # per 128x128 crop
+    dust_density: tuple[float, float] = (10.0, 60.0)  # specks per 128x128
+    crack_cell: tuple[float, float] = (10.0, 28.0)  # pixels between cracks
+
+    def checks(self) -> list[tuple[bool, str]]:
+        items = dataclasses.asdict(self).items()
+        probs = [(k, v) for k, v in items if k.startswith("p_")]
+        ranges = [(k, v) for k, v in items if isinstance(v, tuple)]
+        return [
+            *[(0.0 <= v <= 1.0, f"{k} must be a probability in [0, 1], got {v}") for k, v in probs],
+            (any(v > 0 for _, v in probs), "at least one distortion probability (p_*) must be > 0"),
+            *[(0 < v[0] <= v[1], f"{k} must be (low, high) with 0 < low <= high, got {v}") for k, v in ranges],
+            (self.jpeg_quality[1] <= 100, "jpeg_quality must be within 1..100"),
+        ]
 
 
 @dataclass
@@ -86,6 +138,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    distortions: DistortionConfig = field(default_factory=DistortionConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -129,6 +182,10 @@ class Config:
             (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
             (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),
+            (0.0 <= self.data.synthetic_ratio <= 1.0, "synthetic_ratio must be in [0, 1]"),
+            (self.data.data_layout in DATA_LAYOUTS, f"data_layout must be one of {DATA_LAYOUTS}"),
+            (self.data.pixel_cache in PIXEL_CACHES, f"pixel_cache must be one of {PIXEL_CACHES}"),
+            *self.distortions.checks(),
         ]
         for ok, message in checks:
             if not ok:

@@ -15,10 +15,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..config import Config, save_config
-from ..data.cache import PixelBank
-from ..data.dataset import load_train_val
 from ..data.sampler import CropSampler
-from ..distortions import gaussian_noise
+from ..data.training_data import Shard, TrainingData, load_training_data
+from ..distortions import DistortionMixture
 from ..errors import Preempted, TrainingError
 from ..losses import vae_loss
 from ..models import VAE, WEIGHTS_NAME, get_preset, load_model, save_model, sha256_file
@@ -53,6 +52,14 @@ def resolve_parent(config: Config) -> Parent | None:
             "or pass --init_from PATH"
         )
     return Parent(path.resolve(), sha256_file(path))
+
+
+def data_summary(data: TrainingData, accelerator: Accelerator) -> tuple[list[str], list[str], int]:
+    """(skipped files, padded files, image count) over all processes."""
+    if data.summary_is_global:
+        return data.skipped, data.padded, data.num_images
+    skipped = list(dict.fromkeys(gather_object(data.skipped)))
+    return skipped, gather_object(data.padded), sum(gather_object([data.num_images]))
 
 
 def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
@@ -100,18 +107,24 @@ class Trainer:
 
     def build_data(self) -> None:
         """Decode once, keep the pixels on the training device, fix the validation crops."""
-        c, device = self.config, self.accelerator.device
-        train_images, val_images = load_train_val(c.data, c.train.seed)
+        c, acc = self.config, self.accelerator
         distorted_stage = c.train.stage == "distorted"
-        self.skipped_files = train_images.skipped
-        self.num_train_images = len(train_images)
-        self.paired = train_images.paired and distorted_stage
-        self.generator = data_generator(c, self.accelerator)
-        target = PixelBank(train_images.clear, c.data.crop_size).to(device)
-        source = PixelBank(train_images.distorted, c.data.crop_size).to(device) if self.paired else None
-        self.sampler = CropSampler(target, c.data.crop_size, self.generator, source)
+        data = load_training_data(
+            c.data,
+            c.train.seed,
+            acc.device,
+            c.data.cache_dir or Path(c.train.output_dir) / "cache",
+            Shard(acc.process_index, acc.num_processes),
+            acc.local_main_process_first,
+            pairs=distorted_stage,
+        )
+        self.skipped_files, self.padded_files, self.num_train_images = data_summary(data, acc)
+        self.paired = data.paired
+        self.mixture = DistortionMixture.from_config(c.distortions, c.data.noise_sigma)
+        self.generator = data_generator(c, acc)
+        self.sampler = CropSampler(data.target, c.data.crop_size, self.generator, data.source)
         self.val = build_validation_set(
-            val_images,
+            data.val,
             c.data.crop_size,
             c.data.val_crops_per_image,
             c.train.seed,
@@ -120,15 +133,18 @@ class Trainer:
         )
 
     def distort(self, clear: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return gaussian_noise(clear, self.config.data.noise_sigma, generator)
+        return self.mixture(clear, generator)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        source, target = self.sampler.sample(self.config.train.train_batch_size)
+        batch_size = self.config.train.train_batch_size
+        source, target = self.sampler.sample(batch_size)
         if not self.config.train.channels_last:
             target = target.contiguous()
             source = None if source is None else source.contiguous()
         if source is None:
             source = self.distort(target, self.generator) if self.config.train.stage == "distorted" else target
+        elif synthetic := round(self.config.data.synthetic_ratio * batch_size):
+            source = torch.cat([self.distort(target[:synthetic], self.generator), source[synthetic:]])
         return source, target
 
     def maybe_resume(self) -> None:
@@ -309,6 +325,7 @@ class Trainer:
                 "mixed_precision": acc.mixed_precision,
                 "num_train_images": self.num_train_images,
                 "skipped_files": self.skipped_files,
+                "padded_files": self.padded_files,
             }
             save_config(self.config, self.run_dir / "config.json", summary)
             acc.print(

@@ -1,0 +1,36 @@
+"""Write a grid of every distortion applied to real images: `python launch/preview_distortions.py --data DIR`.
+
+Rows are random crops at the training crop size; columns are each distortion alone (parameter
+ranges from the config), the configured mixture, and the fixed `aged` recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vae_restore.cli_common import run_with_clear_errors
+from vae_restore.config import build_config
+from vae_restore.distortions.preview import preview_grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="folder of images (or paired data: its clear images are used)")
+    parser.add_argument("--output", default="distortions.png", help="PNG to write")
+    parser.add_argument("--config", help="YAML whose distortions section sets the ranges and the mixture")
+    parser.add_argument("--rows", type=int, default=6)
+    parser.add_argument("--zoom", type=int, default=2, help="enlargement of each crop (nearest neighbour)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = build_config(args.config)
+    grid = preview_grid(
+        args.data, config.distortions, config.data.noise_sigma, args.rows, config.data.crop_size, args.zoom, args.seed
+    )
+    grid.save(args.output)
+    print(f"wrote {args.output} ({grid.width}x{grid.height})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_with_clear_errors(main))

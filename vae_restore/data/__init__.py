@@ -1,0 +1,1 @@
+"""Files -> decode -> pixel cache -> crops on the training device."""
