@@ -193,3 +193,23 @@ def test_validation_split_keeps_all_versions_of_a_clear_image_together(paired, s
     assert len(train) + len(val) == 11
     assert not {r.clear for r in train} & {r.clear for r in val}
     assert len({r.clear for r in val}) == 4
+
+
+def test_paired_batches_mix_in_synthetic_inputs_by_the_ratio():
+    from types import SimpleNamespace
+
+    from vae_restore.config import Config
+    from vae_restore.training.trainer import Trainer
+
+    config = Config()
+    config.train.stage, config.train.train_batch_size, config.data.synthetic_ratio = "distorted", 8, 0.25
+    clear, real = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)
+    fake = SimpleNamespace(
+        config=config,
+        sampler=SimpleNamespace(sample=lambda n: (real, clear)),
+        distort=lambda x, g: 1 - x,
+        generator=None,
+    )
+    source, target = Trainer.next_batch(fake)
+    assert torch.equal(target, clear)
+    assert torch.equal(source[:2], 1 - clear[:2]) and torch.equal(source[2:], real[2:])

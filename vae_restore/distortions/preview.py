@@ -13,10 +13,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import DistortionConfig
-from ..data.cache import PixelBank
 from ..data.dataset import decode_records
 from ..data.files import ImageRecord, find_records
-from ..data.sampler import CropSampler
 from .artwork import aged
 from .mixture import DistortionMixture, distortions_from_config
 
@@ -53,14 +51,13 @@ def preview_grid(
     """Grid image of `rows` random crops from the images in `data` under every distortion."""
     clear_files = sorted({r.clear for r in find_records(data)})
     pick = np.random.default_rng(seed).permutation(len(clear_files))[:rows]
-    images = decode_records([ImageRecord(clear_files[i]) for i in sorted(pick)]).clear
-    sampler = CropSampler(PixelBank(images, crop_size), crop_size, torch.Generator().manual_seed(seed))
-    sampler_index = torch.arange(len(images))
+    images = decode_records([ImageRecord(clear_files[i]) for i in sorted(pick)], crop_size).clear
+    rng = np.random.default_rng(seed)
     crops = []
-    for i in sampler_index.tolist():  # one crop per image, in order
-        single = CropSampler(PixelBank([images[i]], crop_size), crop_size, sampler.generator)
-        crops.append(single.sample(1)[1])
-    clear = torch.cat(crops).contiguous()
+    for image in images:
+        top, left = (int(rng.integers(0, n - crop_size + 1)) for n in image.shape[:2])
+        crops.append(image[top : top + crop_size, left : left + crop_size])
+    clear = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0)
     columns = preview_columns(clear, config or DistortionConfig(), noise_sigma, seed)
     cell = crop_size * zoom
     grid = Image.new("RGB", (len(columns) * (cell + 4), LABEL_HEIGHT + len(clear) * (cell + 4)), (255, 255, 255))

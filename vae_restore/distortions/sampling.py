@@ -30,11 +30,22 @@ def per_image(values: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, 1, 1, 1)
 
 
-def smooth_field(x: torch.Tensor, cells: int, generator: torch.Generator, channels: int = 1) -> torch.Tensor:
-    """A smooth random field in about [0, 1], (B, channels, H, W): a cells×cells grid of values, bicubic-upsampled."""
+def coarse_field(x: torch.Tensor, cells: int, generator: torch.Generator, channels: int = 1) -> torch.Tensor:
+    """A smooth random field in [0, 1] at a quarter of x's size: a cells×cells grid of values, bicubic-upsampled."""
+    h, w = x.shape[-2:]
     grid = torch.rand(x.shape[0], channels, cells + 1, cells + 1, generator=generator, device=x.device)
-    field = F.interpolate(grid, size=x.shape[-2:], mode="bicubic", align_corners=True)
-    return field.clamp_(0.0, 1.0)
+    quarter = (max(cells + 1, h // 4), max(cells + 1, w // 4))
+    return F.interpolate(grid, size=quarter, mode="bicubic", align_corners=True).clamp_(0.0, 1.0)
+
+
+def to_size(field: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Bilinear upsampling of a coarse field to x's size (a field smooth at the coarse scale stays smooth)."""
+    return F.interpolate(field, size=x.shape[-2:], mode="bilinear", align_corners=True)
+
+
+def smooth_field(x: torch.Tensor, cells: int, generator: torch.Generator, channels: int = 1) -> torch.Tensor:
+    """A smooth random field in about [0, 1], (B, channels, H, W), varying over about cells×cells regions."""
+    return to_size(coarse_field(x, cells, generator, channels), x)
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:

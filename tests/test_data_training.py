@@ -1,0 +1,129 @@
+"""Training on real layouts through `accelerate launch`: the run summary, strict_data, recipes, two processes."""
+
+import json
+import re
+
+import pytest
+import torch
+from conftest import REPO, launch_train, write_images
+
+from vae_restore.models import ORIGINAL, VAE, save_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def parent(tmp_path):
+    """Clear-stage weights to start stage distorted from (training a clear stage is tested elsewhere)."""
+    torch.manual_seed(0)
+    return save_model(VAE(ORIGINAL), tmp_path / "parent.safetensors", {"stage": "clear"})
+
+
+@pytest.fixture
+def kaggle_like(tmp_path):
+    """The original project's naming, one clear image with two distorted versions, one broken and one small file."""
+    root = tmp_path / "art"
+    names = [f"image ({i})" for i in (1, 2, 3, 12)]
+    write_images(root / "clear", 4, size=(140, 160), names=[n + ".jpg" for n in names])
+    write_images(root / "distorted", 4, size=(140, 160), seed=1, names=[n + "_blur.jpg" for n in names])
+    write_images(root / "distorted", 1, size=(140, 160), seed=2, names=["image (12) (1).jpg"])
+    write_images(root / "clear", 1, size=(60, 90), seed=3, names=["image (4).png"])
+    write_images(root / "distorted", 1, size=(60, 90), seed=4, names=["image (4)_noise.png"])
+    (root / "clear" / "image (5).png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    write_images(root / "distorted", 1, size=(140, 160), seed=5, names=["image (5)_blur.png"])
+    return root
+
+
+def test_paired_original_naming_trains_and_reports_skipped_and_padded_files(tmp_path, kaggle_like, parent, tiny_args):
+    out = tmp_path / "runs"
+    args = [
+        "--stage",
+        "distorted",
+        "--train_data",
+        str(kaggle_like),
+        "--val_data",
+        str(kaggle_like),
+        "--init_from",
+        str(parent),
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "2",
+        "--synthetic_ratio",
+        "0.5",
+        *tiny_args,
+    ]
+    launch_train(args, cwd=tmp_path)
+    summary = json.loads((out / "distorted" / "config.json").read_text())
+    assert summary["num_train_images"] == 6  # 7 pairs, the one with the broken clear file skipped
+    assert any("image (5).png" in s for s in summary["skipped_files"])
+    assert [p.rsplit("/", 1)[1] for p in summary["padded_files"]] == ["image (4).png"]
+    assert summary["data"]["synthetic_ratio"] == 0.5
+
+
+def test_strict_data_stops_before_training_naming_the_file(tmp_path, kaggle_like, parent, tiny_args):
+    out = tmp_path / "runs"
+    args = [
+        "--stage",
+        "distorted",
+        "--train_data",
+        str(kaggle_like),
+        "--init_from",
+        str(parent),
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "2",
+        "--strict_data",
+        "true",
+        *tiny_args,
+    ]
+    result = launch_train(args, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "strict_data is on" in result.stderr and "image (5).png" in result.stderr
+    assert not (out / "distorted" / "model.safetensors").exists()
+    assert not (out / "distorted" / "checkpoints").exists()
+
+
+def test_clear_only_data_with_the_artwork_recipe(tmp_path, parent, tiny_args):
+    write_images(tmp_path / "photos", 4, size=(150, 170))
+    out = tmp_path / "runs"
+    args = [
+        "--config",
+        str(REPO / "configs" / "distorted_art.yaml"),
+        "--train_data",
+        str(tmp_path / "photos"),
+        "--init_from",
+        str(parent),
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "2",
+        *tiny_args,
+    ]
+    launch_train(args, cwd=tmp_path)
+    summary = json.loads((out / "distorted" / "config.json").read_text())
+    assert summary["distortions"]["p_cracks"] == 0.2 and summary["distortions"]["p_scratches"] == 0.3
+    assert list((out / "distorted" / "samples").glob("step-*.png"))
+
+
+def test_two_processes_share_one_pixel_cache_and_split_the_images(tmp_path, tiny_args):
+    write_images(tmp_path / "photos", 7, size=(140, 150))
+    out = tmp_path / "runs"
+    args = [
+        "--stage",
+        "clear",
+        "--train_data",
+        str(tmp_path / "photos"),
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "2",
+        *tiny_args,
+    ]
+    result = launch_train(args, cwd=tmp_path, processes=2)
+    log = result.stdout + result.stderr
+    assert len(re.findall(r"decoding 6 images into the pixel cache", log)) == 1  # once per machine, not per process
+    assert len(list((out / "cache").glob("pixels-*"))) == 2  # training and validation images
+    summary = json.loads((out / "clear" / "config.json").read_text())
+    assert summary["num_train_images"] == 6 and summary["num_processes"] == 2

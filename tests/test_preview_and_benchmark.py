@@ -1,0 +1,75 @@
+"""The distortion preview grid and the data-path benchmark, as library calls and as launch/ scripts."""
+
+import subprocess
+import sys
+
+import numpy as np
+from conftest import REPO, subprocess_env, write_images
+from PIL import Image
+
+from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
+from vae_restore.config import DistortionConfig
+from vae_restore.distortions import distortions_from_config
+from vae_restore.distortions.preview import LABEL_HEIGHT, preview_grid
+
+
+def test_preview_grid_has_a_labelled_column_per_distortion_and_a_row_per_image(tmp_path):
+    write_images(tmp_path, 3, size=(150, 170))
+    grid = preview_grid(tmp_path, rows=2, zoom=1)
+    columns = 1 + len(distortions_from_config(DistortionConfig(), (5.0, 50.0))) + 2  # clear, each, mixture, aged
+    assert grid.size == (columns * 132, LABEL_HEIGHT + 2 * 132)
+    pixels = np.asarray(grid)
+    tile = lambda r, c: pixels[LABEL_HEIGHT + r * 132 + 2 : LABEL_HEIGHT + r * 132 + 130, c * 132 + 2 : c * 132 + 130]  # noqa: E731
+    assert not np.array_equal(tile(0, 0), tile(1, 0))  # two different crops
+    for c in range(1, columns):
+        assert not np.array_equal(tile(0, 0), tile(0, c)), f"column {c} shows the clear crop unchanged"
+    assert (pixels[:LABEL_HEIGHT] < 128).any()  # labels are drawn
+
+
+def test_preview_script_writes_a_png(tmp_path):
+    write_images(tmp_path / "imgs", 2, size=(140, 140))
+    out = tmp_path / "grid.png"
+    cmd = [
+        sys.executable,
+        str(REPO / "launch" / "preview_distortions.py"),
+        "--data",
+        str(tmp_path / "imgs"),
+        "--output",
+        str(out),
+        "--rows",
+        "2",
+        "--config",
+        str(REPO / "configs" / "distorted_art.yaml"),
+    ]
+    subprocess.run(cmd, check=True, env=subprocess_env(), capture_output=True, timeout=300)
+    assert Image.open(out).size[1] == LABEL_HEIGHT + 2 * 260
+
+
+def test_benchmark_times_every_pipeline(tmp_path):
+    write_images(tmp_path, 3, size=(140, 150))
+    mixture = DistortionConfig(p_gaussian_noise=0.5, p_scratches=0.5)
+    info, rows = benchmark_data_path(tmp_path, batch_size=4, steps=1, warmup=0, mixtures={"mine": mixture})
+    assert info["images"] == 3 and info["decode_s"] > 0
+    names = [r.name for r in rows]
+    assert names[0] == "crops only" and names[-1] == "crops + mixture mine" and "crops + jpeg" in names
+    assert all(r.images_per_s > 0 and r.ms_per_batch > 0 and r.images_per_cpu_s > 0 for r in rows)
+    assert markdown_table(rows).count("\n") == len(rows) + 1
+
+
+def test_benchmark_script_prints_a_table(tmp_path):
+    write_images(tmp_path / "imgs", 2, size=(140, 140))
+    cmd = [
+        sys.executable,
+        str(REPO / "launch" / "benchmark_data.py"),
+        "--data",
+        str(tmp_path / "imgs"),
+        "--batch_size",
+        "4",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+    ]
+    result = subprocess.run(cmd, check=True, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert "| crops + mixture" not in result.stdout and "| crops only |" in result.stdout
+    assert "2 images decoded" in result.stdout
