@@ -26,7 +26,7 @@ class CropSampler:
         self.generator = generator
 
     def _positions(self, batch_size: int):
-        g, dev, size = self.generator, self.target.pixels.device, self.crop_size
+        g, dev, size = self.generator, self.target.heights.device, self.crop_size
         index = torch.randint(len(self.target), (batch_size,), generator=g, device=dev)
         u = torch.rand(batch_size, 2, generator=g, device=dev)
         top = (u[:, 0] * (self.target.heights[index] - size + 1)).long()

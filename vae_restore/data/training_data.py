@@ -98,7 +98,12 @@ def choose_pixel_cache(choice: str, records: list[ImageRecord], shard: Shard) ->
 
 
 def place(bank: PixelBank, device: torch.device) -> PixelBank:
-    """Pixels on the accelerator when they fit, else on the host (gathered there, crops moved)."""
+    """Pixels on the accelerator when they fit, else on the host (gathered there, crops moved).
+
+    On the CPU a memory-mapped bank stays mapped: pages are read on demand, so it may exceed memory.
+    """
+    if device.type == "cpu":
+        return bank
     if device.type != "cuda":
         return bank.compact().to(device)
     free, _ = torch.cuda.mem_get_info(device)

@@ -48,7 +48,7 @@ def jpeg_roundtrip_cuda(images: torch.Tensor, qualities: list[int]) -> torch.Ten
         warnings.simplefilter("ignore", DeprecationWarning)
         for q, idx in by_quality.items():
             encoded = encode_jpeg([images[i].contiguous() for i in idx], quality=q)
-            decoded = decode_jpeg(encoded, device=images.device)
+            decoded = decode_jpeg([e.cpu() for e in encoded], device=images.device)  # the decoder reads host bytes
             out[idx] = torch.stack(decoded)
     return out
 
@@ -65,7 +65,7 @@ def jpeg_compression(x: torch.Tensor, quality: tuple[int, int], generator: torch
     if x.is_cuda and not _cuda_jpeg_failed:
         try:
             return jpeg_roundtrip_cuda(images, qualities).to(x.dtype).div_(255.0)
-        except (RuntimeError, NotImplementedError) as e:
+        except (RuntimeError, NotImplementedError, ValueError) as e:
             _cuda_jpeg_failed = True
             logger.warning("torchvision's GPU JPEG is unavailable (%s): JPEG runs on the CPU", e)
     return jpeg_roundtrip_cpu(images.cpu(), qualities).to(x.device, x.dtype).div_(255.0)
