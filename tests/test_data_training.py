@@ -5,9 +5,10 @@ import re
 
 import pytest
 import torch
-from conftest import REPO, launch_train, write_images
 
 from vae_restore.models import ORIGINAL, VAE, save_model
+
+from .conftest import REPO, launch_train, write_images
 
 pytestmark = pytest.mark.slow
 

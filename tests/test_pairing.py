@@ -5,10 +5,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import write_images
 
 from vae_restore.data.files import ImageRecord, detect_layout, find_records
 from vae_restore.errors import DataError
+
+from .conftest import write_images
 
 
 def names(records: list[ImageRecord], root: Path) -> list[tuple[str, str | None]]:

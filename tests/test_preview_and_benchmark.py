@@ -4,13 +4,14 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import REPO, subprocess_env, write_images
 from PIL import Image
 
 from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
 from vae_restore.config import DistortionConfig
 from vae_restore.distortions import distortions_from_config
 from vae_restore.distortions.preview import LABEL_HEIGHT, preview_grid
+
+from .conftest import REPO, subprocess_env, write_images
 
 
 def test_preview_grid_has_a_labelled_column_per_distortion_and_a_row_per_image(tmp_path):

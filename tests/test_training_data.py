@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import write_images
 from PIL import Image
 
 from vae_restore.config import DataConfig
@@ -18,6 +17,8 @@ from vae_restore.data.files import find_records
 from vae_restore.data.sampler import CropSampler
 from vae_restore.data.training_data import Shard, load_training_data
 from vae_restore.errors import DataError
+
+from .conftest import write_images
 
 
 def config(path, **kw) -> DataConfig:
