@@ -35,25 +35,16 @@ def kaggle_like(tmp_path):
     return root
 
 
+def distorted_stage(data, parent, out, *extra: str) -> list[str]:
+    """Flags of a two-step stage distorted run on `data`, starting from `parent`, writing under `out`."""
+    return ["--stage", "distorted", "--train_data", str(data), "--init_from", str(parent), "--output_dir", str(out),
+            "--max_train_steps", "2", *extra]  # fmt: skip
+
+
 def test_paired_original_naming_trains_and_reports_skipped_and_padded_files(tmp_path, kaggle_like, parent, tiny_args):
     out = tmp_path / "runs"
-    args = [
-        "--stage",
-        "distorted",
-        "--train_data",
-        str(kaggle_like),
-        "--val_data",
-        str(kaggle_like),
-        "--init_from",
-        str(parent),
-        "--output_dir",
-        str(out),
-        "--max_train_steps",
-        "2",
-        "--synthetic_ratio",
-        "0.5",
-        *tiny_args,
-    ]
+    args = distorted_stage(kaggle_like, parent, out, "--val_data", str(kaggle_like), "--synthetic_ratio", "0.5")
+    args += tiny_args
     launch_train(args, cwd=tmp_path)
     summary = json.loads((out / "distorted" / "config.json").read_text())
     assert summary["num_train_images"] == 6  # 7 pairs, the one with the broken clear file skipped
@@ -64,21 +55,7 @@ def test_paired_original_naming_trains_and_reports_skipped_and_padded_files(tmp_
 
 def test_strict_data_stops_before_training_naming_the_file(tmp_path, kaggle_like, parent, tiny_args):
     out = tmp_path / "runs"
-    args = [
-        "--stage",
-        "distorted",
-        "--train_data",
-        str(kaggle_like),
-        "--init_from",
-        str(parent),
-        "--output_dir",
-        str(out),
-        "--max_train_steps",
-        "2",
-        "--strict_data",
-        "true",
-        *tiny_args,
-    ]
+    args = [*distorted_stage(kaggle_like, parent, out, "--strict_data", "true"), *tiny_args]
     result = launch_train(args, cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert "strict_data is on" in result.stderr and "image (5).png" in result.stderr
@@ -89,19 +66,8 @@ def test_strict_data_stops_before_training_naming_the_file(tmp_path, kaggle_like
 def test_clear_only_data_with_the_artwork_recipe(tmp_path, parent, tiny_args):
     write_images(tmp_path / "photos", 4, size=(150, 170))
     out = tmp_path / "runs"
-    args = [
-        "--config",
-        str(REPO / "configs" / "distorted_art.yaml"),
-        "--train_data",
-        str(tmp_path / "photos"),
-        "--init_from",
-        str(parent),
-        "--output_dir",
-        str(out),
-        "--max_train_steps",
-        "2",
-        *tiny_args,
-    ]
+    recipe = str(REPO / "configs" / "distorted_art.yaml")
+    args = [*distorted_stage(tmp_path / "photos", parent, out, "--config", recipe), *tiny_args]
     launch_train(args, cwd=tmp_path)
     summary = json.loads((out / "distorted" / "config.json").read_text())
     assert summary["distortions"]["p_cracks"] == 0.2 and summary["distortions"]["p_scratches"] == 0.3

@@ -27,22 +27,18 @@ def test_preview_grid_has_a_labelled_column_per_distortion_and_a_row_per_image(t
     assert (pixels[:LABEL_HEIGHT] < 128).any()  # labels are drawn
 
 
+def run_script(name: str, *args: str) -> str:
+    """Run launch/NAME with ARGS as a user would; its standard output."""
+    cmd = [sys.executable, str(REPO / "launch" / name), *args]
+    return subprocess.run(cmd, check=True, env=subprocess_env(), capture_output=True, text=True, timeout=300).stdout
+
+
 def test_preview_script_writes_a_png(tmp_path):
     write_images(tmp_path / "imgs", 2, size=(140, 140))
     out = tmp_path / "grid.png"
-    cmd = [
-        sys.executable,
-        str(REPO / "launch" / "preview_distortions.py"),
-        "--data",
-        str(tmp_path / "imgs"),
-        "--output",
-        str(out),
-        "--rows",
-        "2",
-        "--config",
-        str(REPO / "configs" / "distorted_art.yaml"),
-    ]
-    subprocess.run(cmd, check=True, env=subprocess_env(), capture_output=True, timeout=300)
+    recipe = str(REPO / "configs" / "distorted_art.yaml")
+    run_script("preview_distortions.py", "--data", str(tmp_path / "imgs"), "--output", str(out), "--rows", "2",
+               "--config", recipe)  # fmt: skip
     assert Image.open(out).size[1] == LABEL_HEIGHT + 2 * 260
 
 
@@ -59,18 +55,7 @@ def test_benchmark_times_every_pipeline(tmp_path):
 
 def test_benchmark_script_prints_a_table(tmp_path):
     write_images(tmp_path / "imgs", 2, size=(140, 140))
-    cmd = [
-        sys.executable,
-        str(REPO / "launch" / "benchmark_data.py"),
-        "--data",
-        str(tmp_path / "imgs"),
-        "--batch_size",
-        "4",
-        "--steps",
-        "1",
-        "--threads",
-        "1",
-    ]
-    result = subprocess.run(cmd, check=True, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert "| crops + mixture" not in result.stdout and "| crops only |" in result.stdout
-    assert "2 images decoded" in result.stdout
+    out = run_script("benchmark_data.py", "--data", str(tmp_path / "imgs"), "--batch_size", "4", "--steps", "1",
+                     "--threads", "1")  # fmt: skip
+    assert "| crops + mixture" not in out and "| crops only |" in out
+    assert "2 images decoded" in out
