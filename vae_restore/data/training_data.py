@@ -61,6 +61,14 @@ class TrainingData:
 
 
 def available_memory() -> int:
+    """Bytes the kernel could hand out now (MemAvailable counts reclaimable page cache; free pages do not)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -212,7 +220,6 @@ def load_training_data(
     if mode == "disk":
         with main_first():  # the local main process builds the caches while the others wait, then they map them
             val = decode_on_disk(val_records, config.crop_size, Path(cache_dir)).image_set()
-            _check_strict(config, val.skipped)
             train = decode_on_disk(records, config.crop_size, Path(cache_dir)).shard(shard)
     else:
         val = decode_in_memory(val_records, config.crop_size).image_set()
@@ -222,5 +229,5 @@ def load_training_data(
     _check_strict(config, skipped)
     padded = [str(train.records[i].clear) for i in train.report.padded]
     source = None if train.source is None else place(train.source, device)
-    is_global = mode == "disk" or shard.count == 1
+    is_global = mode == "disk" or shard.count == 1 or len(records) < shard.count  # else each process saw its shard
     return TrainingData(place(train.target, device), source, val, len(train.report.kept), skipped, padded, is_global)
