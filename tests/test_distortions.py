@@ -217,3 +217,10 @@ def test_config_rejects_bad_probabilities_and_ranges():
         build_config(overrides={"p_gaussian_noise": 0})
     config = build_config(overrides={"distortions.jpeg_quality": "20,40", "p_jpeg": "0.3"})
     assert config.distortions.jpeg_quality == (20, 40) and config.distortions.p_jpeg == 0.3
+
+
+@pytest.mark.parametrize("name, fn", ALL, ids=[n for n, _ in ALL])
+def test_every_distortion_handles_images_smaller_than_its_kernels(name, fn):
+    x = smooth_batch(2, 8)
+    y = fn(x, gen())
+    assert y.shape == x.shape and bool(torch.isfinite(y).all())

@@ -67,5 +67,6 @@ def grouped_conv(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     kh, kw = kernels.shape[-2:]
     weight = kernels.to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)
-    padded = F.pad(x.reshape(1, b * c, h, w), (kw // 2, kw // 2, kh // 2, kh // 2), mode="reflect")
+    mode = "reflect" if kh // 2 < h and kw // 2 < w else "replicate"  # reflect needs the image larger than the pad
+    padded = F.pad(x.reshape(1, b * c, h, w), (kw // 2, kw // 2, kh // 2, kh // 2), mode=mode)
     return F.conv2d(padded, weight, groups=b * c).reshape(b, c, h, w)
