@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
+from .artwork import aged
 from .noise import gaussian_noise
 
 NamedDistortion = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -68,6 +69,7 @@ NAMED_DISTORTIONS: dict[str, NamedDistortion] = {
     "jpeg10": jpeg(10),
     "jpeg20": jpeg(20),
     "blur": gaussian_blur(BLUR_SIGMA),
+    "aged": aged,  # artwork damage: fading, yellowed varnish, scratches, dust
 }
 
 
