@@ -26,10 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--steps", type=int, default=20, help="timed steps per batch size (after as many warm-up steps)")
     tp.add_argument("--reference_steps", type=int, default=20)
     tp.add_argument("--output", type=Path, default=Path("throughput.json"))
+    tp.add_argument("--mixture_config", type=Path, help="also time the trainer with this YAML's distortion mixture")
     args = parser.parse_args(argv)
     from vae_restore.benchmarks.throughput import run_throughput
 
-    run_throughput(args.data, args.batch_sizes, args.steps, args.compile_batch_sizes, args.reference_steps, args.output)
+    run_throughput(
+        args.data,
+        args.batch_sizes,
+        args.steps,
+        args.compile_batch_sizes,
+        args.reference_steps,
+        args.output,
+        args.mixture_config,
+    )
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..config import LossConfig
 from ..losses import vae_loss
@@ -41,19 +41,15 @@ def reference_throughput(
 ) -> dict:
     """Images/s of the original-style loop in steady state (after `warmup_steps`)."""
     workers = os.cpu_count() if workers is None else workers
-    loader = DataLoader(
-        ResizedImages(files),
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        drop_last=True,
-        persistent_workers=workers > 0,
-    )
+    dataset = ResizedImages(files)
+    total = warmup_steps + measure_steps
+    sampler = RandomSampler(dataset, replacement=True, num_samples=total * batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
     model = VAE().to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_config = LossConfig(reconstruction="bce", kl_weight=1.0)
-    start = time.perf_counter()
-    for step, clear in enumerate(loader, start=1):
+    steps, start = 0, time.perf_counter()
+    for steps, clear in enumerate(loader, start=1):
         clear = clear.to(device)
         noisy = (clear + torch.randn_like(clear) * sigma / 255.0).clamp(0, 1)
         loss = vae_loss(loss_config, model(noisy), clear).loss
@@ -61,12 +57,15 @@ def reference_throughput(
         loss.backward()
         optimizer.step()
         loss.item()  # the original loop read the loss every step
-        if step == warmup_steps:
+        if steps == warmup_steps:
             start = time.perf_counter()
     seconds = time.perf_counter() - start
+    if steps != total:
+        raise RuntimeError(f"reference loop ran {steps} steps, expected {total}")
     return {
         "pipeline": "original-style (PIL open+resize in DataLoader, fp32)",
         "batch_size": batch_size,
         "workers": workers,
         "images_per_s": measure_steps * batch_size / seconds,
+        "timed_steps": measure_steps,
     }

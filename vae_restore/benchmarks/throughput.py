@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from accelerate.state import AcceleratorState, GradientState
 
-from ..config import Config, DataConfig, TrainConfig
+from ..config import Config, DataConfig, TrainConfig, build_config
 from ..data.files import list_images
 from ..models import VAE, save_model
 from ..training import Trainer
@@ -23,13 +23,20 @@ from .reference_loop import reference_throughput
 
 
 def trainer_throughput(
-    data: Path, batch_size: int, steps: int, mixed_precision: str, compile: bool, workdir: Path, noise_only: bool = True
+    data: Path,
+    batch_size: int,
+    steps: int,
+    mixed_precision: str,
+    compile: bool,
+    workdir: Path,
+    mixture_yaml: Path | None = None,
 ) -> dict:
-    """Steady-state images/s of stage distorted (Gaussian noise) through `Trainer.fit`."""
+    """Steady-state images/s of stage distorted through `Trainer.fit`: Gaussian noise (σ = 25), or the
+    distortion mixture of `mixture_yaml`'s `distortions` section."""
     parent = workdir / "parent" / "model.safetensors"
     if not parent.exists():
         save_model(VAE(), parent, {"stage": "clear"})
-    config = Config()
+    config = build_config(mixture_yaml) if mixture_yaml else Config()
     config.train = replace(
         TrainConfig(),
         stage="distorted",
@@ -44,7 +51,8 @@ def trainer_throughput(
         report_to="none",
         compile=compile,
     )
-    config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=(25.0, 25.0))
+    sigma = config.data.noise_sigma if mixture_yaml else (25.0, 25.0)
+    config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=sigma)
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     if torch.cuda.is_available():
@@ -54,10 +62,13 @@ def trainer_throughput(
     measured = trainer.history[1]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
-        "pipeline": "vae-restore trainer" + (" + torch.compile" if compile else ""),
+        "pipeline": "vae-restore trainer"
+        + (" + torch.compile" if compile else "")
+        + (f", mixture of {mixture_yaml.name}" if mixture_yaml else ", Gaussian noise"),
         "batch_size": batch_size,
         "mixed_precision": mixed_precision,
         "images_per_s": measured["train/images_per_s"],
+        "timed_steps": steps,
         "gpu_memory_peak_gib": peak,
     }
 
@@ -69,7 +80,10 @@ def run_throughput(
     compile_batch_sizes: list[int],
     reference_steps: int,
     output: Path | None,
+    mixture_yaml: Path | None = None,
 ) -> dict:
+    """Reference loop, then the trainer with Gaussian noise at each batch size (eager, then compiled), then
+    the same with the mixture of `mixture_yaml` when given."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mixed = "bf16" if device.type == "cuda" else "no"
     files = list_images(data)
@@ -83,15 +97,13 @@ def run_throughput(
     reference = reference_throughput(files, device, measure_steps=reference_steps)
     report["rows"].append(reference)
     _print_row(reference, reference["images_per_s"])
+    runs = [(bs, False) for bs in batch_sizes] + [(bs, True) for bs in compile_batch_sizes]
     with tempfile.TemporaryDirectory() as tmp:
-        for bs in batch_sizes:
-            row = trainer_throughput(data, bs, steps, mixed, False, Path(tmp))
-            report["rows"].append(row)
-            _print_row(row, reference["images_per_s"])
-        for bs in compile_batch_sizes:
-            row = trainer_throughput(data, bs, steps, mixed, True, Path(tmp))
-            report["rows"].append(row)
-            _print_row(row, reference["images_per_s"])
+        for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
+            for bs, compiled in runs:
+                row = trainer_throughput(data, bs, steps, mixed, compiled, Path(tmp), mixture)
+                report["rows"].append(row)
+                _print_row(row, reference["images_per_s"])
     for row in report["rows"]:
         row["ratio_to_reference"] = row["images_per_s"] / reference["images_per_s"]
     if output is not None:
@@ -103,7 +115,7 @@ def _print_row(row: dict, reference: float) -> None:
     memory = row.get("gpu_memory_peak_gib")
     memory_text = f"  peak {memory:.1f} GiB" if memory else ""
     print(
-        f"{row['pipeline']:<55} batch {row['batch_size']:>5}  {row['images_per_s']:>10,.0f} img/s  "
+        f"{row['pipeline']:<72} batch {row['batch_size']:>5}  {row['images_per_s']:>10,.0f} img/s  "
         f"x{row['images_per_s'] / reference:.2f}{memory_text}",
         flush=True,
     )
