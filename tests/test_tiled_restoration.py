@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vae_restore.evaluation.tiled import restore_image, tile_geometry, torch_tile_fn
+from vae_restore.evaluation.tiled import restore_image, torch_tile_fn
 from vae_restore.models import ORIGINAL, VAE
 from vae_restore.tiling import restore_tiled, tile_starts
 
@@ -67,8 +67,7 @@ def test_blending_removes_the_steps_between_tiles():
     blended = column_steps(restore_image(model, image, "cpu"))
     hard = column_steps(restore_tiled(image, torch_tile_fn(model, "cpu"), overlap=0))
     assert hard.max() > 0.02, "the hard-tiled reference should show steps"
-    assert blended.max() < hard.max() / 5
-    assert blended.max() < 4 * column_steps(image).max()
+    assert blended.max() < hard.max() / 5, "the blend spreads each step over the overlap"
 
 
 @pytest.mark.parametrize("make", [constant, gradient])
