@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vae_restore.evaluation.tiled import restore_image, torch_tile_fn
+from vae_restore.evaluation.tiled import restore_image, tile_geometry, torch_tile_fn
 from vae_restore.models import ORIGINAL, VAE
 from vae_restore.tiling import restore_tiled, tile_starts
 
