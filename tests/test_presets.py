@@ -144,3 +144,15 @@ def test_decoder_export_of_a_full_resolution_residual_preset(tmp_path):
         mu, _, skips = model.encoder(images)
     feeds = dict(zip(names, (t.numpy() for t in (mu, *skips, images)), strict=True))
     assert np.abs(session.run(None, feeds)[0] - model.restore(images).numpy()).max() <= 1e-4
+
+
+def test_presets_command_lists_every_preset_with_its_cost(capsys):
+    from vae_restore.cli import main
+
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == list(PRESETS)
+    assert "18,371,523" in lines[1] and "0.46" in lines[1]
+    assert main(["presets", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["fullres"]["flops_per_tile"] == COSTS["fullres"].flops and listed["fullres"]["residual"] is True
