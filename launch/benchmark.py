@@ -8,6 +8,7 @@ python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--pr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def add_quality_parser(sub) -> None:
     q.add_argument("--columns", default=None, help="DATASET:DISTORTION,... (datasets: photos, art)")
     q.add_argument("--baselines", type=name_list, default=["nlmeans", "tv", "cbm3d"])
     q.add_argument("--no_original_code", action="store_true", help="leave out the original code's recipe")
+    q.add_argument(
+        "--baseline_workers", type=int, default=min(8, os.cpu_count() or 1), help="processes for the baselines"
+    )
     q.add_argument("--num_images", type=int, default=8, help="images per column (the first N, sorted)")
     q.add_argument("--train_batch_size", type=int, default=32)
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -92,6 +96,7 @@ def run_quality_benchmark(args: argparse.Namespace) -> int:
         columns=parse_columns(args.columns or DEFAULT_COLUMNS),
         baselines=args.baselines,
         original_code=not args.no_original_code,
+        baseline_workers=args.baseline_workers,
         num_images=args.num_images,
         train_batch_size=args.train_batch_size,
         device=args.device,

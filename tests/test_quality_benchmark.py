@@ -60,6 +60,17 @@ def test_columns_parse_and_say_why_they_cannot_be_measured(tmp_path):
     assert "no 'art' images" in unmeasurable(Column("art", "awgn25"), sets)
 
 
+def test_baselines_give_the_same_images_in_worker_processes():
+    from vae_restore.benchmarks.quality_eval import restore_all
+    from vae_restore.evaluation.baselines import total_variation
+
+    rng = np.random.default_rng(0)
+    images = [np.clip(0.5 + 0.1 * rng.standard_normal((40, 50, 3)), 0, 1) for _ in range(3)]
+    parallel = restore_all(total_variation, images, workers=2)
+    for got, image in zip(parallel, images, strict=True):
+        np.testing.assert_array_equal(got, total_variation(image))
+
+
 def test_art_holdout_is_disjoint_and_every_tenth():
     files = [Path(f"{i:03d}.jpg") for i in range(25)]
     train, held = split_art(files, 10)

@@ -45,6 +45,7 @@ class QualityOptions:
     columns: list[Column] = field(default_factory=list)
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     original_code: bool = True
+    baseline_workers: int = 1  # processes for the classical baselines (CBM3D takes ~20 s per photo per core)
     num_images: int | None = 8
     train_batch_size: int = 32
     device: str = "auto"
@@ -83,8 +84,8 @@ class QualityOptions:
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.num_images is not None and self.num_images < 1:
             raise ConfigError("--num_images must be >= 1")
-        if self.train_batch_size < 1:
-            raise ConfigError("--train_batch_size must be >= 1")
+        if self.train_batch_size < 1 or self.baseline_workers < 1:
+            raise ConfigError("--train_batch_size and --baseline_workers must be >= 1")
         for path in (self.clear_config, self.distorted_config):
             if not path.is_file():
                 raise ConfigError(f"config {path} does not exist (run from the repository root or pass its path)")
@@ -154,10 +155,12 @@ class Benchmark:
         }
 
     def add_row(self, method: str, restore, cache: bool = False, **info) -> None:
+        """Score `restore` on every column; classical methods (`cache`) are cached and may use worker processes."""
         scores = {}
         cache_dir = self.options.work_dir / "cache" if cache else None
+        workers = self.options.baseline_workers if cache else 1
         for label, case in self.cases.items():
-            scores[label] = cached_score(restore, case, method, cache_dir, self.options.seed)
+            scores[label] = cached_score(restore, case, method, cache_dir, self.options.seed, workers)
         self.report["rows"].append({"method": method, "scores": scores, **info})
         md, _ = write_report(self.report, self.options.output)
         print(f"[quality] scored {method}; table in {md}", flush=True)

@@ -74,24 +74,39 @@ def load_case(column: Column, folder: Path, num_images: int | None, seed: int) -
     return Case(column, [i.name for i in items], [p[0] for p in pairs], [p[1] for p in pairs])
 
 
-def score_case(restore: Restore, case: Case) -> dict[str, float]:
+def restore_all(restore: Restore, inputs: list[np.ndarray], workers: int) -> list[np.ndarray]:
+    """`restore` over the images, in `workers` spawned processes when > 1 (for picklable CPU-bound baselines)."""
+    if workers <= 1 or len(inputs) <= 1:
+        return [restore(x) for x in inputs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # the parent may hold CUDA and OpenMP state: no fork
+    with ProcessPoolExecutor(min(workers, len(inputs)), mp_context=context) as pool:
+        return list(pool.map(restore, inputs))
+
+
+def score_case(restore: Restore, case: Case, workers: int = 1) -> dict[str, float]:
     """Mean PSNR and SSIM of `restore` over the case's images (infinite PSNRs left out of the mean)."""
-    rows = [score({"m": restore(x)}, clear) for x, clear in zip(case.inputs, case.clears, strict=True)]
+    outputs = restore_all(restore, case.inputs, workers)
+    rows = [score({"m": out}, clear) for out, clear in zip(outputs, case.clears, strict=True)]
     summary = summarize(rows, ["m"])["m"]
     return {metric: summary[metric]["mean"] for metric in TABLE_METRICS}
 
 
-def cached_score(restore: Restore, case: Case, method: str, cache_dir: Path | None, seed: int) -> dict[str, float]:
+def cached_score(
+    restore: Restore, case: Case, method: str, cache_dir: Path | None, seed: int, workers: int = 1
+) -> dict[str, float]:
     """`score_case`, read from / written to CACHE/<method>/<dataset>_<distortion>.json when the images match."""
     if cache_dir is None:
-        return score_case(restore, case)
+        return score_case(restore, case, workers)
     path = cache_dir / method / f"{case.column.dataset}_{case.column.distortion}.json"
     key = {"names": case.names, "seed": seed}
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
             return cached["scores"]
-    scores = score_case(restore, case)
+    scores = score_case(restore, case, workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "scores": scores}) + "\n")
     return scores
