@@ -3,6 +3,7 @@
 python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [--compile_batch_sizes 2048]
 python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
     [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
+    [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
 """
 
 from __future__ import annotations

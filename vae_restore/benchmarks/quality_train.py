@@ -23,7 +23,7 @@ from ..models import VAE, get_preset, save_model
 from .recipes import Recipe
 
 SCHEDULES = ("two_stage", "distorted_only")
-CALIBRATION_WINDOW = 10  # steps per calibration window
+CALIBRATION_WINDOW = {"cuda": 50, "cpu": 5}  # steps per calibration window (GPU steps take milliseconds)
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,13 @@ def fit(config: Config):
     return trainer
 
 
-def steps_for_minutes(config: Config, minutes: float) -> int:
+def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
     """How many steps of this stage fit in `minutes`, from the speed of a short run of the same stage."""
+    window = CALIBRATION_WINDOW[device]
     probe = copy.deepcopy(config)
     probe.train.output_dir = str(Path(config.train.output_dir) / "calibration")
-    probe.train.max_train_steps = 2 * CALIBRATION_WINDOW
-    probe.train.logging_steps = CALIBRATION_WINDOW
+    probe.train.max_train_steps = 2 * window
+    probe.train.logging_steps = window
     probe.train.validation_steps = 10**9
     trainer = fit(probe.validate())
     images_per_s = trainer.history[1]["train/images_per_s"]
@@ -118,13 +119,16 @@ def run_stage(
     steps = budget.steps * factor if budget.steps is not None else 1
     config = stage_config(setup, stage, preset, recipe, out, steps, init_from)
     if budget.minutes is not None:
-        steps = steps_for_minutes(config, budget.minutes * factor)
+        steps = steps_for_minutes(config, budget.minutes * factor, setup.device)
         config = stage_config(setup, stage, preset, recipe, out, steps, init_from)
     print(f"[quality] {preset}/{recipe.name}: stage {stage}, {steps} steps of {setup.train_batch_size}", flush=True)
     start = time.perf_counter()
     trainer = fit(config)
     seconds = time.perf_counter() - start
     last = trainer.history[-1] if trainer.history else {}
+    del trainer  # its pixels and model live on the device: free them before the next run
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return {
         "stage": stage,
         "steps": steps,
