@@ -156,3 +156,16 @@ def test_presets_command_lists_every_preset_with_its_cost(capsys):
     assert main(["presets", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["fullres"]["flops_per_tile"] == COSTS["fullres"].flops and listed["fullres"]["residual"] is True
+
+
+def test_training_refuses_a_crop_size_the_preset_cannot_take(tmp_path):
+    from accelerate.state import AcceleratorState, GradientState
+
+    from vae_restore.config import build_config
+    from vae_restore.training import Trainer
+
+    config = build_config(None, {"crop_size": 96, "output_dir": str(tmp_path), "report_to": "none"})
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    with pytest.raises(ConfigError, match="crop_size 96 does not fit preset 'original'.*--crop_size 128"):
+        Trainer(config)
