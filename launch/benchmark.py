@@ -82,30 +82,14 @@ def run_quality_benchmark(args: argparse.Namespace) -> int:
     from vae_restore.benchmarks.quality_eval import parse_columns
     from vae_restore.benchmarks.quality_train import Budget
 
-    options = QualityOptions(
-        train_data=args.train_data,
-        val_data=args.val_data,
-        art=None if args.art == "none" else Path(args.art),
-        output=args.output,
-        budget=Budget(args.budget_steps, args.budget_minutes),
-        presets=args.presets,
-        recipes=args.recipes,
-        recipe_file=args.recipe_file,
-        schedules=args.schedules,
-        runs=args.runs,
-        work=args.work,
-        columns=parse_columns(args.columns or DEFAULT_COLUMNS),
-        baselines=args.baselines,
-        original_code=not args.no_original_code,
-        baseline_workers=args.baseline_workers,
-        num_images=args.num_images,
-        train_batch_size=args.train_batch_size,
-        device=args.device,
-        seed=args.seed,
-        clear_config=args.clear_config,
-        distorted_config=args.distorted_config,
-        art_scale=args.art_scale,
-    )
+    parsed = {
+        "art": None if args.art == "none" else Path(args.art),
+        "budget": Budget(args.budget_steps, args.budget_minutes),
+        "columns": parse_columns(args.columns or DEFAULT_COLUMNS),
+        "original_code": not args.no_original_code,
+    }
+    same = {name: value for name, value in vars(args).items() if name in QualityOptions.__dataclass_fields__}
+    options = QualityOptions(**(same | parsed))
     run_quality(options)
     return 0
 

@@ -118,6 +118,19 @@ def test_original_code_restores_by_resizing_to_128_and_back():
     assert out.shape == image.shape and out.dtype == np.float64 and out.min() >= 0 and out.max() <= 1
 
 
+def run_benchmark(args: list[str]) -> None:
+    """`python launch/benchmark.py quality ARGS` in a subprocess, as users run it."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "benchmark.py"), "quality", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
     write_images(tmp_path / "train", 3, size=(140, 150))
@@ -129,15 +142,7 @@ def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
     args += ["--columns", "photos:awgn25,photos:jpeg20,art:awgn50,art:aged", "--baselines", "nlmeans,tv,cbm3d"]
     args += ["--train_data", str(tmp_path / "train"), "--val_data", str(tmp_path / "val")]
     args += ["--art", str(tmp_path / "art"), "--output", str(output)]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "launch" / "benchmark.py"), "quality", *args],
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    run_benchmark(args)
     report = json.loads((output / "quality.json").read_text())
     from vae_restore.evaluation.baselines import BASELINES
 
@@ -171,15 +176,7 @@ def test_minutes_budget_is_calibrated_into_steps(tmp_path):
     args += ["--runs", "original/l1", "--columns", "photos:awgn25", "--baselines", "none", "--no_original_code"]
     args += ["--train_data", str(tmp_path / "train"), "--val_data", str(tmp_path / "val"), "--art", "none"]
     args += ["--output", str(output)]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "launch" / "benchmark.py"), "quality", *args],
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    run_benchmark(args)
     (row,) = json.loads((output / "quality.json").read_text())["rows"][1:]
     for stage in row["training"]:
         assert stage["steps"] >= 1
