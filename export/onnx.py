@@ -4,7 +4,8 @@
         [--check_batch_sizes 1,3,8] [--part {restore,decoder}]
 
 The graph's input `image` is N×3×128×128 float32 in [0, 1] (N dynamic), its output `restored` the same;
-`--part decoder` takes `z` (N×128) and the skips `s1` (N×32×64×64), `s2` (N×64×32×32), `s3` (N×128×16×16).
+`--part decoder` takes `z` (N×128) and the skips `s1` (N×32×64×64), `s2` (N×64×32×32), `s3` (N×128×16×16)
+(shapes of preset `original`; `fullres` adds `s0` at full resolution, residual presets the input `image`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """Benchmarks reported in docs/BENCHMARKS.md.
 
 python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [--compile_batch_sizes 2048]
+python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
+    [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
+    [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--reference_steps", type=int, default=20)
     tp.add_argument("--output", type=Path, default=Path("throughput.json"))
     tp.add_argument("--mixture_config", type=Path, help="also time the trainer with this YAML's distortion mixture")
+    add_quality_parser(sub)
     args = parser.parse_args(argv)
+    if args.benchmark == "quality":
+        return run_quality_benchmark(args)
     from vae_restore.benchmarks.throughput import run_throughput
 
     run_throughput(
@@ -39,6 +46,60 @@ def main(argv: list[str] | None = None) -> int:
         args.output,
         args.mixture_config,
     )
+    return 0
+
+
+def name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip() and v.strip() != "none"]
+
+
+def add_quality_parser(sub) -> None:
+    data = Path("..") / "shared" / "data"
+    q = sub.add_parser("quality", help="restoration quality: presets x recipes vs classical denoisers, one table")
+    budget = q.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget_steps", type=int, help="training steps per stage")
+    budget.add_argument("--budget_minutes", type=float, help="training minutes per stage (calibrated into steps)")
+    q.add_argument("--presets", type=name_list, default=["original"])
+    q.add_argument("--recipes", type=name_list, default=["default"], help="see vae_restore/benchmarks/recipes.py")
+    q.add_argument("--recipe_file", type=Path, help="YAML: name: {config_key: value, ...} (more recipes)")
+    q.add_argument("--schedules", type=name_list, default=["two_stage"], help="two_stage, distorted_only")
+    q.add_argument(
+        "--runs", type=name_list, help="PRESET/RECIPE[/SCHEDULE],... instead of presets x recipes x schedules"
+    )
+    q.add_argument("--columns", default=None, help="DATASET:DISTORTION,... (datasets: photos, art)")
+    q.add_argument("--baselines", type=name_list, default=["nlmeans", "tv", "cbm3d"])
+    q.add_argument("--no_original_code", action="store_true", help="leave out the original code's recipe")
+    q.add_argument(
+        "--baseline_workers", type=int, default=min(8, os.cpu_count() or 1), help="processes for the baselines"
+    )
+    q.add_argument("--num_images", type=int, default=8, help="images per column (the first N, sorted)")
+    q.add_argument("--train_batch_size", type=int, default=32)
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--train_data", type=Path, default=data / "train_photos")
+    q.add_argument("--val_data", type=Path, default=data / "val_photos")
+    q.add_argument("--art", default=str(data / "art"), help="paintings folder, or none")
+    q.add_argument("--art_scale", type=float, default=0.5, help="paintings are downscaled by this factor")
+    q.add_argument("--clear_config", type=Path, default=Path("configs/clear.yaml"))
+    q.add_argument("--distorted_config", type=Path, default=Path("configs/distorted.yaml"))
+    q.add_argument("--output", type=Path, default=Path("quality"), help="quality.md and quality.json")
+    q.add_argument("--work", type=Path, help="runs, prepared images, baseline cache (default OUTPUT/work)")
+
+
+def run_quality_benchmark(args: argparse.Namespace) -> int:
+    from vae_restore.benchmarks.quality import DEFAULT_COLUMNS, QualityOptions, run_quality
+    from vae_restore.benchmarks.quality_eval import parse_columns
+    from vae_restore.benchmarks.quality_train import Budget
+
+    parsed = {
+        "art": None if args.art == "none" else Path(args.art),
+        "budget": Budget(args.budget_steps, args.budget_minutes),
+        "columns": parse_columns(args.columns or DEFAULT_COLUMNS),
+        "original_code": not args.no_original_code,
+    }
+    same = {name: value for name, value in vars(args).items() if name in QualityOptions.__dataclass_fields__}
+    options = QualityOptions(**(same | parsed))
+    run_quality(options)
     return 0
 
 

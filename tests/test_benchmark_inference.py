@@ -6,11 +6,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vae_restore.benchmarks.inference import forward_flops, markdown_table
-from vae_restore.models import ORIGINAL, VAE, Preset
+from vae_restore.models import ORIGINAL, PRESETS, VAE, Preset
 
 
 def test_forward_flops_match_torch_flop_counter():
-    for preset in (ORIGINAL, Preset(name="narrow", channels=(8, 16, 32, 64), hidden_dim=64, latent_dim=16)):
+    narrow = Preset(name="narrow", channels=(8, 16, 32, 64), hidden_dim=64, latent_dim=16)
+    for preset in (*PRESETS.values(), narrow):
         counter = FlopCounterMode(display=False)
         with counter:
             VAE(preset).restore(torch.rand(1, 3, preset.image_size, preset.image_size))

@@ -49,6 +49,14 @@ def test_blur_matches_scipy_gaussian_filter_inside(photo):
     np.testing.assert_allclose(blurred, reference, atol=1e-5)
 
 
+def test_blur_noise_is_the_blur_plus_light_noise(photo):
+    blurred = apply_named("blur", photo, 0)
+    both = apply_named("blur_noise", photo, 0)
+    residual = (both - blurred)[..., 8:-8, 8:-8]  # away from clipping at the borders of the value range
+    assert float(residual.std()) * 255 == pytest.approx(5.0, rel=0.1)
+    assert abs(float(residual.mean())) < 1e-3
+
+
 def test_unknown_name_lists_the_known_ones(photo):
     with pytest.raises(ConfigError, match=r"unknown distortion 'awgn99'.*awgn25.*blur.*jpeg20"):
         apply_named("awgn99", photo, 0)

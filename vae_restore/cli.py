@@ -12,7 +12,7 @@ import sys
 
 from .cli_common import run_with_clear_errors
 
-COMMAND_MODULES = ("evaluate", "import_original", "restore", "sample_image")
+COMMAND_MODULES = ("evaluate", "import_original", "presets", "restore", "sample_image")
 
 
 def build_parser() -> argparse.ArgumentParser:

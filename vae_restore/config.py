@@ -93,6 +93,8 @@ class ModelConfig:
 class LossConfig:
     reconstruction: str = "bce"  # bce (the original code), l1, mse, charbonnier
     kl_weight: float = 1.0
+    kl_warmup_steps: int = 0  # >0: the KL weight ramps linearly from kl_weight/N to kl_weight over N steps
+    ssim_weight: float = 0.0  # >0: + ssim_weight·(1 - SSIM)·(values per image), on the scale of a per-pixel loss
 
 
 @dataclass
@@ -106,6 +108,7 @@ class OptimConfig:
     lr_scheduler: str = "constant"  # constant, linear, cosine (all after warm-up)
     lr_warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
+    ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; it is what gets saved
 
 
 @dataclass
@@ -178,6 +181,8 @@ class Config:
                 f"unknown reconstruction loss {lo.reconstruction!r}",
             ),
             (lo.kl_weight >= 0, "kl_weight must be >= 0"),
+            (lo.kl_warmup_steps >= 0 and lo.ssim_weight >= 0, "kl_warmup_steps and ssim_weight must be >= 0"),
+            (0.0 <= o.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0: no EMA), got {o.ema_decay}"),
             (o.optimizer in ("adam", "adamw"), f"unknown optimizer {o.optimizer!r}"),
             (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
             (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),

@@ -1,4 +1,4 @@
-"""Reconstruction + β·KL, reported per image (sum over pixels, mean over the batch) as SPEC §2 asks."""
+"""Reconstruction (+ SSIM) + β·KL, reported per image (sum over pixels, mean over the batch) as SPEC §2 asks."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import torch
 from torch.nn import functional as F
 
 from .config import LossConfig
+from .metrics import ssim_map
 from .models import VAEOutput
 
 CHARBONNIER_EPS = 1e-3
+RECONSTRUCTIONS = ("bce", "l1", "mse", "charbonnier")
 
 
 class LossTerms(NamedTuple):
     loss: torch.Tensor
-    reconstruction: torch.Tensor
+    reconstruction: torch.Tensor  # the pixel term plus the SSIM term, if any
     kl: torch.Tensor
 
 
@@ -41,8 +43,25 @@ def reconstruction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -
     return per_pixel.flatten(1).sum(1)
 
 
-def vae_loss(config: LossConfig, output: VAEOutput, target: torch.Tensor) -> LossTerms:
-    """The loss is computed in fp32 whatever precision the forward pass ran in."""
-    recon = reconstruction_loss(config.reconstruction, output.logits.float(), target.float()).mean()
+def ssim_loss(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image (1 - SSIM) times the number of values, so its weight compares with a per-pixel loss's."""
+    ssim = ssim_map(restored, target).flatten(2).mean(2).mean(1)
+    return (1.0 - ssim) * target[0].numel()
+
+
+def kl_scale(config: LossConfig, step: int | None) -> float:
+    """β at optimizer step `step` (0-based): a linear warm-up over kl_warmup_steps, then kl_weight."""
+    if step is None or config.kl_warmup_steps <= 0:
+        return config.kl_weight
+    return config.kl_weight * min(1.0, (step + 1) / config.kl_warmup_steps)
+
+
+def vae_loss(config: LossConfig, output: VAEOutput, target: torch.Tensor, step: int | None = None) -> LossTerms:
+    """The loss is computed in fp32 whatever precision the forward pass ran in; `step` drives the KL warm-up."""
+    logits, target = output.logits.float(), target.float()
+    recon = reconstruction_loss(config.reconstruction, logits, target)
+    if config.ssim_weight > 0:
+        recon = recon + config.ssim_weight * ssim_loss(torch.sigmoid(logits), target)
+    recon = recon.mean()
     kl = kl_divergence(output.mu.float(), output.logvar.float()).mean()
-    return LossTerms(recon + config.kl_weight * kl, recon, kl)
+    return LossTerms(recon + kl_scale(config, step) * kl, recon, kl)

@@ -40,7 +40,11 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     check_pair(x, y)
-    x, y = as_unit_float(x), as_unit_float(y)
+    return ssim_map(as_unit_float(x), as_unit_float(y)).flatten(2).mean(2).mean(1)
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """N×C×(H-6)×(W-6) local SSIM of float images in [0, 1], in their dtype (differentiable: the SSIM loss)."""
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(x.shape[-2:])}")
     n = SSIM_WINDOW**2
@@ -54,8 +58,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     vy = cov_norm * (mean(y * y) - uy * uy)
     vxy = cov_norm * (mean(x * y) - ux * uy)
     c1, c2 = SSIM_K1**2, SSIM_K2**2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.flatten(2).mean(2).mean(1)
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
 def _histograms(x: torch.Tensor) -> torch.Tensor:

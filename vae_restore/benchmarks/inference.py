@@ -42,11 +42,14 @@ def forward_flops(preset) -> float:
     """Multiply-adds × 2 of one restoration forward (convolutions, transposed convolutions, linear layers)."""
     c1, c2, c3, c4 = preset.channels
     s, cin, side = preset.image_size, preset.in_channels, preset.bottleneck_size
+    r = preset.refine_channels
     convs = [(cin, c1, s // 2), (c1, c2, s // 4), (c2, c3, s // 8), (c3, c4, s // 16)]  # (in, out, output side)
     conv = sum(i * o * 16 * n * n for i, o, n in convs)
-    deconv = sum(o * i * 16 * n * n for i, o, n in convs)  # mirrored: each input pixel scatters a 4×4 kernel
+    deconvs = [(r or cin, c1, s // 2), *convs[1:]]  # mirrored, the last one yields the refine features if any
+    deconv = sum(o * i * 16 * n * n for i, o, n in deconvs)  # each input pixel scatters a 4×4 kernel
     linear = c4 * side * side * preset.hidden_dim * 2 + preset.hidden_dim * preset.latent_dim * 3
-    return 2.0 * (conv + deconv + linear)
+    full_res = 9 * s * s * (r * r * preset.refine_layers + r * cin * (1 + preset.full_res_skip)) if r else 0
+    return 2.0 * (conv + deconv + linear + full_res)
 
 
 def benchmark_images(folder: Path) -> list[tuple[str, Path]]:

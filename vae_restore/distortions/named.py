@@ -21,6 +21,7 @@ from .noise import gaussian_noise
 NamedDistortion = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 BLUR_SIGMA = 2.0
+LIGHT_NOISE_SIGMA = 5.0  # `blur_noise`: the sensor noise left on a blurred photo, in 1/255 units
 
 
 def awgn(sigma: float) -> NamedDistortion:
@@ -62,6 +63,17 @@ def gaussian_blur(sigma: float) -> NamedDistortion:
     return apply
 
 
+def chain(*steps: NamedDistortion) -> NamedDistortion:
+    """Apply `steps` in order, all drawing from the one generator."""
+
+    def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in steps:
+            images = step(images, generator)
+        return images
+
+    return apply
+
+
 NAMED_DISTORTIONS: dict[str, NamedDistortion] = {
     "awgn15": awgn(15.0),
     "awgn25": awgn(25.0),
@@ -70,6 +82,7 @@ NAMED_DISTORTIONS: dict[str, NamedDistortion] = {
     "jpeg20": jpeg(20),
     "blur": gaussian_blur(BLUR_SIGMA),
     "aged": aged,  # artwork damage: fading, yellowed varnish, scratches, dust
+    "blur_noise": chain(gaussian_blur(BLUR_SIGMA), awgn(LIGHT_NOISE_SIGMA)),
 }
 
 

@@ -1,11 +1,13 @@
-"""Classical denoisers from scikit-image, scored next to the model so its gain means something.
+"""Classical denoisers (scikit-image's, and CBM3D when the `bm3d` package is installed), scored next to the
+model so its gain means something.
 
-Both take their strength from the noise level that `estimate_sigma` measures in the input, so a
+All take their strength from the noise level that `estimate_sigma` measures in the input, so a
 clean-looking input (blur, JPEG) is left nearly as it is.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 import numpy as np
@@ -40,11 +42,33 @@ def total_variation(image: np.ndarray) -> np.ndarray:
     return np.clip(denoise_tv_chambolle(image, weight=max(estimated_sigma(image), 1e-4), channel_axis=-1), 0.0, 1.0)
 
 
+def cbm3d(image: np.ndarray) -> np.ndarray:
+    """CBM3D (the `bm3d` package, opponent colour space) with σ = σ̂, blind like the other baselines."""
+    import bm3d
+
+    return np.clip(bm3d.bm3d_rgb(image, sigma_psd=max(estimated_sigma(image), 1e-3)), 0.0, 1.0)
+
+
 BASELINES: dict[str, Baseline] = {"nlmeans": nl_means, "tv": total_variation}
+OPTIONAL_BASELINES = {"cbm3d": ("bm3d", cbm3d)}  # name -> (module it needs, function): listed when installed
+for _name, (_module, _fn) in OPTIONAL_BASELINES.items():
+    if importlib.util.find_spec(_module) is not None:
+        BASELINES[_name] = _fn
+
+
+def missing_baseline(name: str) -> str | None:
+    """Why an optional baseline cannot run here (None when it can, or when the name is not optional)."""
+    if name in OPTIONAL_BASELINES and name not in BASELINES:
+        module = OPTIONAL_BASELINES[name][0]
+        return f"baseline {name!r} needs the {module!r} package: pip install 'vae-restore[bench]'"
+    return None
 
 
 def check_baselines(names: list[str]) -> list[str]:
     """Known names, each once, in the order given."""
+    for name in names:
+        if reason := missing_baseline(name):
+            raise ConfigError(reason)
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline {unknown[0]!r} in --baselines; known: {', '.join(BASELINES)}")

@@ -53,12 +53,14 @@ class RestorationPath(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.half() if self.half_compute else image
-        mu, _, skips = self.vae.encoder(x)
-        return torch.sigmoid(self.vae.decoder(mu, skips)).float()
+        return torch.sigmoid(self.vae.restoration_logits(x)).float()
 
 
 class DecoderPath(nn.Module):
-    """(z, s1, s2, s3) -> decoder with skips -> sigmoid: for users who decode latents themselves."""
+    """(z, s1, s2, s3[, s0][, image]) -> decoder with skips -> sigmoid: for users who decode latents themselves.
+
+    Full-resolution-skip presets add `s0`; residual presets add the `image` whose logits the decoder corrects.
+    """
 
     def __init__(self, model: VAE, half: bool = False):
         super().__init__()
@@ -67,10 +69,16 @@ class DecoderPath(nn.Module):
         if half:
             self.decoder.half()
 
-    def forward(self, z: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, *features: torch.Tensor) -> torch.Tensor:
         if self.half_compute:
-            z, s1, s2, s3 = z.half(), s1.half(), s2.half(), s3.half()
-        return torch.sigmoid(self.decoder(z, (s1, s2, s3))).float()
+            z, features = z.half(), tuple(f.half() for f in features)
+        skips, image = (features[:-1], features[-1]) if self.decoder.residual else (features, None)
+        return torch.sigmoid(self.decoder(z, skips, image)).float()
+
+    @staticmethod
+    def dynamic_shapes(batch: torch.export.Dim, num_inputs: int) -> tuple:
+        """torch.export wants the shapes in the signature's structure: `z`, then the `*features` tuple."""
+        return ({0: batch}, tuple({0: batch} for _ in range(num_inputs - 1)))
 
 
 def build_module(model: VAE, part: str, half: bool = False) -> nn.Module:
@@ -89,13 +97,9 @@ def io_specs(model: VAE, part: str) -> tuple[list[TensorSpec], list[TensorSpec]]
     outputs = [TensorSpec("restored", image)]
     if part == "restore":
         return [TensorSpec("image", image)], outputs
-    c1, c2, c3, _ = p.channels
-    return [
-        TensorSpec("z", ("batch", p.latent_dim)),
-        TensorSpec("s1", ("batch", c1, s // 2, s // 2)),
-        TensorSpec("s2", ("batch", c2, s // 4, s // 4)),
-        TensorSpec("s3", ("batch", c3, s // 8, s // 8)),
-    ], outputs
+    skips = [TensorSpec(name, ("batch", *shape)) for name, shape in p.skip_shapes().items()]
+    residual = [TensorSpec("image", image)] if p.residual else []
+    return [TensorSpec("z", ("batch", p.latent_dim)), *skips, *residual], outputs
 
 
 def example_inputs(specs: list[TensorSpec], batch_size: int = 2) -> tuple[torch.Tensor, ...]:
@@ -107,7 +111,10 @@ def export_graph(
 ) -> None:
     """Write `module` to the single file `path` with a dynamic batch dimension (see the module docstring)."""
     batch = torch.export.Dim("batch", min=1, max=65536)
-    dynamic_shapes = tuple({0: batch} for _ in inputs)
+    if isinstance(module, DecoderPath):
+        dynamic_shapes = module.dynamic_shapes(batch, len(inputs))
+    else:
+        dynamic_shapes = tuple({0: batch} for _ in inputs)
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
     levels = [logger.level for logger in quiet]
     try:

@@ -78,20 +78,26 @@ def real_tiles(count: int, tile: int) -> np.ndarray:
 def parity_inputs(
     model: VAE, part: str, specs: Sequence[TensorSpec], kind: str, batch_size: int, seed: int
 ) -> list[np.ndarray]:
-    """Inputs for one gate case: images for the restoration path, (z, s1, s2, s3) for the decoder."""
+    """Inputs for one gate case: images for the restoration path, (z, skips..., [image]) for the decoder."""
     rng = np.random.default_rng(seed)
     if kind == "random":
-        if part == "restore":
-            return [rng.random((batch_size, *specs[0].shape[1:]), dtype=np.float32)]
-        z = rng.standard_normal((batch_size, *specs[0].shape[1:]), dtype=np.float32)
-        skips = [np.maximum(rng.standard_normal((batch_size, *s.shape[1:]), dtype=np.float32), 0) for s in specs[1:]]
-        return [z, *skips]
+        return [_random_input(rng, spec, batch_size) for spec in specs]
     images = real_tiles(batch_size, model.preset.image_size)
     if part == "restore":
         return [images]
     with torch.no_grad():
         mu, _, skips = model.encoder(torch.from_numpy(images))
-    return [mu.numpy(), *(s.numpy() for s in skips)]
+    residual = [images] if model.preset.residual else []
+    return [mu.numpy(), *(s.numpy() for s in skips), *residual]
+
+
+def _random_input(rng: np.random.Generator, spec: TensorSpec, batch_size: int) -> np.ndarray:
+    """Images uniform in [0, 1), latents standard normal, skips rectified normal (they follow a ReLU)."""
+    shape = (batch_size, *spec.shape[1:])
+    if spec.name in ("image", "restored"):
+        return rng.random(shape, dtype=np.float32)
+    values = rng.standard_normal(shape, dtype=np.float32)
+    return values if spec.name == "z" else np.maximum(values, 0)
 
 
 def run_reference(reference: nn.Module, inputs: list[np.ndarray]) -> np.ndarray:

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..checksums import sha256_file  # noqa: F401 (re-exported; lives in the torch-free checksums)
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .presets import PRESETS, Preset, get_preset
 from .vae_arch import VAE
 
@@ -73,9 +73,10 @@ def _preset_from_metadata(meta: Mapping[str, str]) -> Preset:
     if name in PRESETS:
         return get_preset(name)
     if "preset_config" in meta:
-        fields = json.loads(meta["preset_config"])
-        fields["channels"] = tuple(fields["channels"])
-        return Preset(**fields)
+        try:
+            return Preset.from_dict(json.loads(meta["preset_config"]))
+        except ConfigError as e:
+            raise CheckpointError(f"preset {name!r} stored in the weights: {e}") from None
     return get_preset(name)
 
 

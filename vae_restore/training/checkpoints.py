@@ -3,7 +3,8 @@
 A checkpoint is written into `checkpoint-<step>.tmp` by every process and renamed into place by the
 main process once all have finished, so a folder named `checkpoint-<step>` is always complete.
 Besides `accelerator.save_state` (model, optimizer, scheduler, scaler, per-process RNGs) each
-process stores the generator of its data stream, as safetensors rather than a pickle.
+process stores the generator of its data stream, as safetensors rather than a pickle, and the main
+process the weights' moving average when there is one (`ema.safetensors`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def resolve_resume(run_dir: Path, request: str | None) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch.Generator) -> Path:
+def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch.Generator, ema=None) -> Path:
     """Write checkpoint-<step> atomically; every process must call this."""
     final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
     tmp = final.with_name(final.name + ".tmp")
@@ -69,6 +70,8 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch
     )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if ema is not None:
+            ema.save(tmp)
         (tmp / STATE_FILE).write_text(
             json.dumps({"global_step": step, "num_processes": accelerator.num_processes}) + "\n"
         )
@@ -79,7 +82,7 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch
     return final
 
 
-def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator) -> int:
+def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> int:
     """Restore every piece of state saved by `save_checkpoint`; returns the global step."""
     state = json.loads((path / STATE_FILE).read_text())
     if state["num_processes"] != accelerator.num_processes:
@@ -92,6 +95,8 @@ def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator) ->
     if not rng_file.is_file():
         raise CheckpointError(f"{rng_file} is missing: the checkpoint is incomplete")
     data_generator.set_state(load_file(str(rng_file))["state"])
+    if ema is not None:
+        ema.load(path)
     return int(state["global_step"])
 
 

@@ -18,10 +18,11 @@ from ..config import Config, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
-from ..errors import Preempted, TrainingError
+from ..errors import ConfigError, Preempted, TrainingError
 from ..losses import vae_loss
 from ..models import VAE, WEIGHTS_NAME, get_preset, load_model, save_model, sha256_file
 from . import checkpoints
+from .ema import EMA
 from .monitor import TERMS, LossWindow, NonFiniteLoss
 from .optim import build_optimizer, build_scheduler
 from .preemption import PreemptionGuard, resume_command
@@ -85,6 +86,11 @@ class Trainer:
         self.parent = resolve_parent(config)
         set_seed(t.seed, device_specific=True)
         model = VAE(get_preset(config.model.preset))
+        if config.data.crop_size != model.preset.image_size:
+            raise ConfigError(
+                f"crop_size {config.data.crop_size} does not fit preset {model.preset.name!r}, whose tiles are "
+                f"{model.preset.image_size}x{model.preset.image_size}: pass --crop_size {model.preset.image_size}"
+            )
         check_output_dir(
             self.run_dir, required_bytes(sum(p.numel() for p in model.parameters()), t.checkpoints_total_limit)
         )
@@ -98,6 +104,8 @@ class Trainer:
         optimizer = build_optimizer(model.parameters(), config.optim, fused=self.accelerator.device.type == "cuda")
         scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, self.accelerator.num_processes)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        decay = config.optim.ema_decay
+        self.ema = EMA(self.accelerator.unwrap_model(self.model), decay) if decay > 0 else None
         self.global_step = 0
         self.resumed_from: Path | None = None
         self.first_batch_sum: torch.Tensor | None = None
@@ -156,7 +164,7 @@ class Trainer:
             )
             return
         if path is not None:
-            self.global_step = checkpoints.load_checkpoint(self.accelerator, path, self.generator)
+            self.global_step = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema)
             self.resumed_from = path
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
 
@@ -167,7 +175,7 @@ class Trainer:
             source, target = self.next_batch()
             if self.first_batch_sum is None:
                 self.first_batch_sum = source.detach().double().sum()
-            terms = vae_loss(c.loss, self.model(source), target)
+            terms = vae_loss(c.loss, self.model(source), target, self.global_step)
             acc.backward(terms.loss)
             if acc.sync_gradients and c.train.max_bad_steps and not self.all_finite(terms.loss):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -178,6 +186,8 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None and acc.sync_gradients:
+                self.ema.update(acc.unwrap_model(self.model))
         return torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
 
     def all_finite(self, loss: torch.Tensor) -> bool:
@@ -202,14 +212,18 @@ class Trainer:
             )
 
     def save_checkpoint(self) -> None:
-        checkpoints.save_checkpoint(self.accelerator, self.run_dir, self.global_step, self.generator)
+        checkpoints.save_checkpoint(self.accelerator, self.run_dir, self.global_step, self.generator, self.ema)
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
+
+    def weights(self) -> VAE:
+        """What validation scores and `model.safetensors` holds: the moving average when there is one."""
+        return self.ema.model if self.ema is not None else self.accelerator.unwrap_model(self.model)
 
     def validate(self) -> dict[str, float]:
         acc = self.accelerator
         self.model.eval()
-        metrics, grid = run_validation(acc, acc.unwrap_model(self.model), self.val)
+        metrics, grid = run_validation(acc, self.weights(), self.val)
         self.model.train()
         if acc.is_main_process:
             samples = self.run_dir / "samples"
@@ -313,7 +327,9 @@ class Trainer:
             if self.parent is not None:
                 lineage = {"parent": str(self.parent.path), "parent_sha256": self.parent.sha256}
             meta = {"stage": self.config.train.stage, "global_step": str(self.global_step), **lineage}
-            save_model(acc.unwrap_model(self.model), weights, meta)
+            if self.ema is not None:
+                meta["ema_decay"] = str(self.ema.decay)
+            save_model(self.weights(), weights, meta)
             summary = {
                 "lineage": lineage,
                 "weights_sha256": sha256_file(weights),

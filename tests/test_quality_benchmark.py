@@ -1,0 +1,183 @@
+"""`launch/benchmark.py quality`: recipes, columns, data split, the table, and a smoke run on tiny data."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vae_restore.benchmarks.original_code import resize_restorer
+from vae_restore.benchmarks.quality import QualityOptions
+from vae_restore.benchmarks.quality_data import split_art
+from vae_restore.benchmarks.quality_eval import Column, parse_columns, unmeasurable
+from vae_restore.benchmarks.quality_report import NOT_MEASURED, markdown_table
+from vae_restore.benchmarks.quality_train import Budget
+from vae_restore.benchmarks.recipes import BASE, RECIPES, load_recipe_file, select_recipes
+from vae_restore.config import Config
+from vae_restore.distortions.named import NAMED_DISTORTIONS
+from vae_restore.errors import ConfigError
+from vae_restore.models import VAE
+
+from .conftest import REPO, subprocess_env, write_images
+
+
+def test_every_recipe_is_a_valid_config_and_spells_out_its_loss():
+    for name, recipe in RECIPES.items():
+        config = recipe.apply(Config()).validate()
+        if name != "default":
+            assert set(BASE) <= set(recipe.overrides), name
+            assert config.loss.reconstruction == recipe.overrides["reconstruction"]
+    assert RECIPES["bce"].overrides == BASE
+
+
+def test_recipe_file_adds_recipes_and_refuses_unknown_keys(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("l1_light_kl:\n  reconstruction: l1\n  kl_weight: 0.01\n")
+    extra = load_recipe_file(good)
+    (recipe,) = select_recipes(["l1_light_kl"], extra)
+    assert recipe.overrides["kl_weight"] == 0.01 and recipe.overrides["ssim_weight"] == 0.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("typo:\n  reconstrution: l1\n")
+    with pytest.raises(ConfigError, match="reconstrution"):
+        load_recipe_file(bad)
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        select_recipes(["nope"])
+
+
+def test_columns_parse_and_say_why_they_cannot_be_measured(tmp_path):
+    assert parse_columns("photos:awgn25, art:aged,photos:awgn25") == [Column("photos", "awgn25"), Column("art", "aged")]
+    with pytest.raises(ConfigError, match="DATASET:DISTORTION"):
+        parse_columns("awgn25")
+    sets = {"photos": tmp_path}
+    assert unmeasurable(Column("photos", "awgn25"), sets) is None
+    assert "not in vae_restore.distortions.named" in unmeasurable(Column("photos", "no_such"), sets)
+    assert "no 'art' images" in unmeasurable(Column("art", "awgn25"), sets)
+
+
+def test_baselines_give_the_same_images_in_worker_processes():
+    from vae_restore.benchmarks.quality_eval import restore_all
+    from vae_restore.evaluation.baselines import total_variation
+
+    rng = np.random.default_rng(0)
+    images = [np.clip(0.5 + 0.1 * rng.standard_normal((40, 50, 3)), 0, 1) for _ in range(3)]
+    parallel = restore_all(total_variation, images, workers=2)
+    for got, image in zip(parallel, images, strict=True):
+        np.testing.assert_array_equal(got, total_variation(image))
+
+
+def test_art_holdout_is_disjoint_and_every_tenth():
+    files = [Path(f"{i:03d}.jpg") for i in range(25)]
+    train, held = split_art(files, 10)
+    assert held == [files[0], files[10], files[20]]
+    assert set(train).isdisjoint(held) and len(train) + len(held) == len(files)
+
+
+def test_budget_and_run_plan_are_checked():
+    with pytest.raises(ConfigError, match="exactly one"):
+        Budget()
+    with pytest.raises(ConfigError, match="exactly one"):
+        Budget(steps=3, minutes=1.0)
+    with pytest.raises(ConfigError, match="positive"):
+        Budget(steps=0)
+    options = QualityOptions(
+        Path("t"), Path("v"), None, Path("o"), Budget(steps=1), runs=["fullres/l1", "original/bce/distorted_only"]
+    )
+    assert options.plan() == [("fullres", "l1", "two_stage"), ("original", "bce", "distorted_only")]
+    options.runs = ["fullres"]
+    with pytest.raises(ConfigError, match="PRESET/RECIPE"):
+        options.plan()
+
+
+def test_table_bolds_the_best_and_marks_unmeasured_columns():
+    report = {
+        "columns": [
+            {"label": "photos:awgn25", "not_measured": None},
+            {"label": "art:aged", "not_measured": "later"},
+        ],
+        "rows": [
+            {"method": "a", "scores": {"photos:awgn25": {"psnr": 20.0, "ssim": 0.5}}},
+            {"method": "b", "scores": {"photos:awgn25": {"psnr": 25.0, "ssim": 0.4}}},
+        ],
+    }
+    lines = markdown_table(report).splitlines()
+    assert lines[0] == "| method | photos:awgn25 PSNR | photos:awgn25 SSIM | art:aged PSNR | art:aged SSIM |"
+    assert lines[2] == f"| a | 20.00 | **0.5000** | {NOT_MEASURED} | {NOT_MEASURED} |"
+    assert lines[3] == f"| b | **25.00** | 0.4000 | {NOT_MEASURED} | {NOT_MEASURED} |"
+
+
+def test_original_code_restores_by_resizing_to_128_and_back():
+    restore = resize_restorer(VAE().eval(), torch.device("cpu"))
+    image = np.random.default_rng(0).random((70, 300, 3))
+    out = restore(image)
+    assert out.shape == image.shape and out.dtype == np.float64 and out.min() >= 0 and out.max() <= 1
+
+
+def run_benchmark(args: list[str]) -> None:
+    """`python launch/benchmark.py quality ARGS` in a subprocess, as users run it."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "benchmark.py"), "quality", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
+    write_images(tmp_path / "train", 3, size=(140, 150))
+    write_images(tmp_path / "val", 2, size=(130, 160), seed=3)
+    write_images(tmp_path / "art", 4, size=(300, 270), seed=4)
+    output = tmp_path / "out"
+    args = ["--budget_steps", "2", "--train_batch_size", "2", "--num_images", "1", "--device", "cpu"]
+    args += ["--runs", "original/bce,residual/charbonnier_ema,original/bce/distorted_only"]
+    args += ["--columns", "photos:awgn25,photos:jpeg20,art:awgn50,art:aged", "--baselines", "nlmeans,tv,cbm3d"]
+    args += ["--train_data", str(tmp_path / "train"), "--val_data", str(tmp_path / "val")]
+    args += ["--art", str(tmp_path / "art"), "--output", str(output)]
+    run_benchmark(args)
+    report = json.loads((output / "quality.json").read_text())
+    from vae_restore.evaluation.baselines import BASELINES
+
+    classical = ["nlmeans", "tv"] + (["cbm3d"] if "cbm3d" in BASELINES else [])
+    expected = ["distorted input", *classical, "original code (resize to 128, BCE+KL)"]
+    expected += ["original / bce", "residual / charbonnier_ema", "original / bce / distorted only"]
+    assert [r["method"] for r in report["rows"]] == expected
+    assert ("cbm3d" in report["skipped_methods"]) == ("cbm3d" not in BASELINES)
+    labels = [c["label"] for c in report["columns"]]
+    assert labels == ["photos:awgn25", "photos:jpeg20", "art:awgn50", "art:aged"]
+    measured = [c["label"] for c in report["columns"] if not c["not_measured"]]
+    assert ("art:aged" in measured) == ("aged" in NAMED_DISTORTIONS)
+    for row in report["rows"]:
+        for label in measured:
+            assert all(math.isfinite(row["scores"][label][m]) for m in ("psnr", "ssim")), (row["method"], label)
+    trained = report["rows"][-1]["training"]
+    assert [s["stage"] for s in trained] == ["distorted"] and trained[0]["steps"] == 4  # both stages' steps
+    assert [s["steps"] for s in report["rows"][-3]["training"]] == [2, 2]
+    table = (output / "quality.md").read_text()
+    assert table.count("\n| ") >= len(expected) + 1 and "| original / bce |" in table
+    input_row = report["rows"][0]["scores"]["photos:awgn25"]
+    assert input_row["psnr"] < report["rows"][1]["scores"]["photos:awgn25"]["psnr"], "NL-means denoises"
+
+
+@pytest.mark.slow
+def test_minutes_budget_is_calibrated_into_steps(tmp_path):
+    write_images(tmp_path / "train", 3, size=(140, 150))
+    write_images(tmp_path / "val", 1, size=(130, 160), seed=3)
+    output = tmp_path / "out"
+    args = ["--budget_minutes", "0.05", "--train_batch_size", "2", "--num_images", "1", "--device", "cpu"]
+    args += ["--runs", "original/l1", "--columns", "photos:awgn25", "--baselines", "none", "--no_original_code"]
+    args += ["--train_data", str(tmp_path / "train"), "--val_data", str(tmp_path / "val"), "--art", "none"]
+    args += ["--output", str(output)]
+    run_benchmark(args)
+    (row,) = json.loads((output / "quality.json").read_text())["rows"][1:]
+    for stage in row["training"]:
+        assert stage["steps"] >= 1
+        assert stage["seconds"] < 3 * 60 * 0.05 + 30  # about the budget, not the whole default

@@ -1,0 +1,98 @@
+"""The original code's recipe, as it did it: whole images squeezed to 128×128, BCE + KL (β = 1), Adam 1e-3,
+fp32, stage clear then stage distorted, and restoration by resizing to 128×128 and back.
+
+Images are resized once up front (the same PIL resize the original DataLoader did every epoch: only
+faster), and drawn uniformly with replacement. The distortion is the toolkit's training distortion, so
+the comparison is about the recipe, not the data.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..config import LossConfig
+from ..data.files import list_images
+from ..distortions import gaussian_noise
+from ..losses import vae_loss
+from ..models import ORIGINAL, VAE
+from .reference_loop import ResizedImages
+
+LOSS = LossConfig(reconstruction="bce", kl_weight=1.0)
+LEARNING_RATE = 1e-3
+
+
+def resized_images(folder: Path, device: torch.device, size: int = 128) -> torch.Tensor:
+    """Every image of `folder`, whole, resized to size×size: N×3×S×S float in [0, 1] on `device`."""
+    dataset = ResizedImages(list_images(folder), size)
+    return torch.stack([dataset[i] for i in range(len(dataset))]).to(device)
+
+
+def train_stage(
+    model: VAE,
+    images: torch.Tensor,
+    steps: int | None,
+    minutes: float | None,
+    batch_size: int,
+    noise_sigma: tuple[float, float] | None,
+    generator: torch.Generator,
+) -> dict:
+    """One stage: a fresh Adam, `steps` steps or as many as fit in `minutes`; noise_sigma None = stage clear."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    deadline = None if minutes is None else time.perf_counter() + 60 * minutes
+    model.train()
+    start, done = time.perf_counter(), 0
+    while (steps is None or done < steps) and (deadline is None or time.perf_counter() < deadline):
+        index = torch.randint(len(images), (batch_size,), generator=generator, device=images.device)
+        clear = images[index]
+        source = clear if noise_sigma is None else gaussian_noise(clear, noise_sigma, generator)
+        terms = vae_loss(LOSS, model(source), clear)
+        optimizer.zero_grad()
+        terms.loss.backward()
+        optimizer.step()
+        done += 1
+    seconds = time.perf_counter() - start
+    return {"stage": "clear" if noise_sigma is None else "distorted", "steps": done, "seconds": round(seconds, 1)}
+
+
+def train_original_code(
+    train: Path,
+    steps: int | None,
+    minutes: float | None,
+    batch_size: int,
+    noise_sigma: tuple[float, float],
+    device: torch.device,
+    seed: int = 0,
+) -> tuple[VAE, list[dict]]:
+    """Both stages of the original recipe; returns the model (eval mode) and what each stage did."""
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    images = resized_images(train, device, ORIGINAL.image_size)
+    model = VAE(ORIGINAL).to(device)
+    stages = []
+    for sigma in (None, noise_sigma):
+        print(f"[quality] original code: stage {'clear' if sigma is None else 'distorted'}", flush=True)
+        stages.append(train_stage(model, images, steps, minutes, batch_size, sigma, generator))
+    return model.eval(), stages
+
+
+def resize_restorer(model: VAE, device: torch.device):
+    """Restore a whole H×W×3 image the original way: resize to 128×128, run the model, resize back."""
+    size = model.preset.image_size
+
+    def restore(image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+        small = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+        batch = torch.from_numpy(small).permute(2, 0, 1)[None].to(device)
+        restored = model.restore(batch).float()
+        back = F.interpolate(restored, size=(h, w), mode="bilinear", align_corners=False)
+        return back[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy().astype(np.float64)
+
+    return restore

@@ -1,0 +1,250 @@
+"""`launch/benchmark.py quality`: train presets × recipes for a budget, score them against the classical
+denoisers and the original code's recipe on fixed seeded distortions, and write one table.
+
+Rows: the distorted input, the classical baselines (scikit-image NL-means and TV, CBM3D when `bm3d` is
+installed), the original code (resize to 128, BCE + KL, resize back), then every preset/recipe/schedule.
+Columns: (dataset, distortion) × (PSNR, SSIM); a distortion that does not exist yet (e.g. `aged` before
+the artwork distortions land) is listed as not measured. The table is rewritten after every row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .quality_data import prepare_data
+from .quality_eval import Column, cached_score, load_case, unmeasurable
+from .quality_report import markdown_table, write_report
+from .quality_train import SCHEDULES, Budget, TrainSetup, train_toolkit
+from .recipes import load_recipe_file, select_recipes
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLUMNS = "photos:awgn25,photos:awgn50,photos:blur_noise,photos:jpeg20,art:aged"
+DEFAULT_BASELINES = ("nlmeans", "tv", "cbm3d")
+
+
+@dataclass
+class QualityOptions:
+    train_data: Path
+    val_data: Path
+    art: Path | None
+    output: Path
+    budget: Budget
+    presets: list[str] = field(default_factory=lambda: ["original"])
+    recipes: list[str] = field(default_factory=lambda: ["default"])
+    recipe_file: Path | None = None
+    schedules: list[str] = field(default_factory=lambda: ["two_stage"])
+    runs: list[str] | None = None  # PRESET/RECIPE[/SCHEDULE] each; replaces presets × recipes × schedules
+    work: Path | None = None  # links, downscaled paintings, runs, baseline cache; default OUTPUT/work
+    columns: list[Column] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    original_code: bool = True
+    baseline_workers: int = 1  # processes for the classical baselines (CBM3D takes ~20 s per photo per core)
+    num_images: int | None = 8
+    train_batch_size: int = 32
+    device: str = "auto"
+    seed: int = 0
+    clear_config: Path = Path("configs/clear.yaml")
+    distorted_config: Path = Path("configs/distorted.yaml")
+    art_scale: float = 0.5
+
+    def plan(self) -> list[tuple[str, str, str]]:
+        """(preset, recipe, schedule) of every toolkit row, in order."""
+        if self.runs is None:
+            return [(p, r, s) for p in self.presets for r in self.recipes for s in self.schedules]
+        plan = []
+        for run in self.runs:
+            parts = run.split("/")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise ConfigError(f"--runs entry {run!r} must be PRESET/RECIPE or PRESET/RECIPE/SCHEDULE")
+            plan.append((parts[0], parts[1], parts[2] if len(parts) == 3 else "two_stage"))
+        return list(dict.fromkeys(plan))
+
+    @property
+    def work_dir(self) -> Path:
+        return self.work or self.output / "work"
+
+    def validate(self) -> QualityOptions:
+        from ..models import PRESETS
+
+        plan = self.plan()
+        unknown = [p for p, _, _ in plan if p not in PRESETS]
+        if unknown:
+            raise ConfigError(f"unknown preset {unknown[0]!r}; known: {', '.join(PRESETS)}")
+        bad = [s for _, _, s in plan if s not in SCHEDULES]
+        if bad:
+            raise ConfigError(f"unknown schedule {bad[0]!r}; known: {', '.join(SCHEDULES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.num_images is not None and self.num_images < 1:
+            raise ConfigError("--num_images must be >= 1")
+        if self.train_batch_size < 1 or self.baseline_workers < 1:
+            raise ConfigError("--train_batch_size and --baseline_workers must be >= 1")
+        for path in (self.clear_config, self.distorted_config):
+            if not path.is_file():
+                raise ConfigError(f"config {path} does not exist (run from the repository root or pass its path)")
+        return self
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but CUDA is not available here")
+    device = "cuda" if requested == "auto" and torch.cuda.is_available() else requested.replace("auto", "cpu")
+    if device == "cpu":
+        os.environ["ACCELERATE_USE_CPU"] = "true"  # the trainer's Accelerator must not pick a GPU
+    return device
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+class Benchmark:
+    """Holds the evaluation cases and the report, and adds one scored row at a time."""
+
+    def __init__(self, options: QualityOptions):
+        self.options = options.validate()
+        self.device = resolve_device(options.device)
+        extra = load_recipe_file(options.recipe_file) if options.recipe_file else None
+        self.plan = options.plan()
+        self.recipes = {r.name: r for r in select_recipes([r for _, r, _ in self.plan], extra)}
+        self.data = prepare_data(options.work_dir, options.train_data, options.val_data, options.art, options.art_scale)
+        self.cases = {}
+        columns = []
+        for column in options.columns:
+            reason = unmeasurable(column, self.data.eval_sets)
+            if reason is None:
+                folder = self.data.eval_sets[column.dataset]
+                self.cases[column.label] = load_case(column, folder, options.num_images, options.seed)
+            columns.append({"label": column.label, **vars(column), "not_measured": reason})
+        self.report = {
+            "device": device_name(self.device),
+            "settings": self.settings(),
+            "columns": columns,
+            "rows": [],
+            "skipped_methods": {},
+        }
+
+    def settings(self) -> dict:
+        o = self.options
+        return {
+            "budget": o.budget.describe(),
+            "budget_steps": o.budget.steps,
+            "budget_minutes": o.budget.minutes,
+            "train_batch_size": o.train_batch_size,
+            "num_images": o.num_images,
+            "seed": o.seed,
+            "train_data": str(o.train_data),
+            "art": None if o.art is None else str(o.art),
+            "num_train_images": self.data.num_train_images,
+            "val_data": str(o.val_data),
+            "runs": ["/".join(run) for run in self.plan],
+            "recipes": {r.name: r.overrides for r in self.recipes.values()},
+        }
+
+    def add_row(self, method: str, restore, cache: bool = False, **info) -> None:
+        """Score `restore` on every column; classical methods (`cache`) are cached and may use worker processes."""
+        scores = {}
+        cache_dir = self.options.work_dir / "cache" if cache else None
+        workers = self.options.baseline_workers if cache else 1
+        for label, case in self.cases.items():
+            scores[label] = cached_score(restore, case, method, cache_dir, self.options.seed, workers)
+        self.report["rows"].append({"method": method, "scores": scores, **info})
+        md, _ = write_report(self.report, self.options.output)
+        print(f"[quality] scored {method}; table in {md}", flush=True)
+
+    def run_classical(self) -> None:
+        from ..evaluation.baselines import BASELINES, missing_baseline
+
+        self.add_row("distorted input", lambda image: image)
+        for name in self.options.baselines:
+            if reason := missing_baseline(name):
+                print(f"[quality] skipping the {name} row: {reason}", flush=True)
+                self.report["skipped_methods"][name] = reason
+                continue
+            if name not in BASELINES:
+                raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+            print(f"[quality] scoring {name} (cached per column after the first run)", flush=True)
+            self.add_row(name, BASELINES[name], cache=True)
+
+    def run_original_code(self) -> None:
+        import torch
+
+        from ..config import build_config
+        from ..models.presets import COSTS
+        from .original_code import resize_restorer, train_original_code
+
+        o = self.options
+        sigma = build_config(o.distorted_config).data.noise_sigma
+        device = torch.device(self.device)
+        model, stages = train_original_code(
+            self.data.train, o.budget.steps, o.budget.minutes, o.train_batch_size, sigma, device, o.seed
+        )
+        cost = COSTS["original"]
+        self.add_row(
+            "original code (resize to 128, BCE+KL)",
+            resize_restorer(model, device),
+            training=stages,
+            parameters=cost.parameters,
+            gflops=cost.gflops,
+        )
+
+    def run_toolkit(self, preset: str, recipe, schedule: str) -> None:
+        from ..evaluation.tiled import restore_image
+        from ..models import load_model
+        from ..models.cost import measure_cost
+
+        o = self.options
+        setup = TrainSetup(
+            self.data.train,
+            o.val_data,
+            o.work_dir,
+            o.clear_config,
+            o.distorted_config,
+            o.train_batch_size,
+            self.device,
+            o.seed,
+        )
+        stages = train_toolkit(setup, preset, recipe, schedule, o.budget)
+        model = load_model(stages[-1]["weights"], self.device)
+        batch = 64 if self.device == "cuda" else 16
+        cost = measure_cost(model.preset)
+        name = f"{preset} / {recipe.name}" + ("" if schedule == "two_stage" else f" / {schedule.replace('_', ' ')}")
+        self.add_row(
+            name,
+            lambda image: restore_image(model, image, self.device, batch).astype(np.float64),
+            training=stages,
+            parameters=cost.parameters,
+            gflops=cost.gflops,
+            preset=preset,
+            recipe=recipe.name,
+            schedule=schedule,
+        )
+
+    def run(self) -> dict:
+        self.run_classical()
+        if self.options.original_code:
+            self.run_original_code()
+        for preset, recipe, schedule in self.plan:
+            self.run_toolkit(preset, self.recipes[recipe], schedule)
+        print(markdown_table(self.report), flush=True)
+        return self.report
+
+
+def run_quality(options: QualityOptions) -> dict:
+    return Benchmark(options).run()
+
+
+__all__ = ["DEFAULT_COLUMNS", "QualityOptions", "run_quality"]

@@ -1,0 +1,31 @@
+"""List the model presets with their parameter count and FLOPs per tile (choose one with --preset NAME)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "presets"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the presets' fields and costs as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..models.presets import COSTS, DESCRIPTIONS, PRESETS
+
+    if args.json:
+        entries = {
+            name: {**p.to_dict(), "parameters": COSTS[name].parameters, "flops_per_tile": COSTS[name].flops}
+            for name, p in PRESETS.items()
+        }
+        print(json.dumps(entries, indent=2))
+        return 0
+    print(f"{'preset':<10} {'parameters':>12} {'GFLOP/tile':>11}  description")
+    for name, preset in PRESETS.items():
+        cost = COSTS[name]
+        tile = f"{preset.image_size}x{preset.image_size}"
+        print(f"{name:<10} {cost.parameters:>12,} {cost.gflops:>11.2f}  {DESCRIPTIONS[name]} ({tile} tiles)")
+    return 0
