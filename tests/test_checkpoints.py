@@ -51,7 +51,16 @@ def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 2**20, 2**20))
     with pytest.raises(TrainingError, match=r"has 1 MiB free; this run needs about \d+ MiB"):
-        preflight.check_output_dir(tmp_path / "run", preflight.required_bytes(18_371_523, 2))
+        preflight.check_output_dir(tmp_path / "run", preflight.required_bytes(18_371_523, 300, 100, 2))
+
+
+def test_disk_estimate_counts_only_the_checkpoints_the_run_can_write():
+    weights = 1000 * 4
+    checkpoint = 3 * weights
+    assert preflight.required_bytes(1000, 10, 1000, 2) == checkpoint + weights  # only a preemption checkpoint
+    assert preflight.required_bytes(1000, 300, 100, None) == 4 * checkpoint + weights
+    assert preflight.required_bytes(1000, 300, 100, 1) == 2 * checkpoint + weights
+    assert preflight.required_bytes(1000, 300, 100, 1, ema=True) == 2 * 4 * weights + weights
 
 
 def test_resume_command_replaces_an_earlier_resume_flag():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +234,7 @@ def test_two_process_runs_exit_cleanly_ten_times(tmp_path, data):
         assert result.returncode == 0, f"run {i}: {result.stderr[-3000:]}"
         assert "terminate called" not in result.stderr
         assert json.loads((tmp_path / f"run{i}" / "clear" / "config.json").read_text())["num_processes"] == 2
+        shutil.rmtree(tmp_path / f"run{i}")  # ~280 MiB of checkpoint and weights each: small CI disks
 
 
 def test_unwritable_output_folder_fails_before_training(tmp_path, data):

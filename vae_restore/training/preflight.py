@@ -10,11 +10,24 @@ from ..errors import TrainingError
 ADAM_COPIES = 2  # exp_avg and exp_avg_sq beside the weights in every checkpoint
 
 
-def required_bytes(num_parameters: int, checkpoints_kept: int | None) -> int:
-    """fp32 weights + Adam state per checkpoint (one more kept while the next is written), plus the final weights."""
-    per_checkpoint = num_parameters * 4 * (1 + ADAM_COPIES)
-    kept = (checkpoints_kept or 1) + 1
-    return per_checkpoint * kept + num_parameters * 4
+def required_bytes(
+    num_parameters: int,
+    max_train_steps: int,
+    checkpointing_steps: int,
+    checkpoints_kept: int | None,
+    ema: bool = False,
+) -> int:
+    """Disk the run can fill: the checkpoints alive at once, plus the final weights (EMA ones when enabled).
+
+    A checkpoint holds fp32 weights, the Adam state and the EMA copy when enabled. The run writes one
+    per `checkpointing_steps` and may write one more when preempted; rotation runs after a save, so
+    up to `checkpoints_kept + 1` exist at once.
+    """
+    weights = num_parameters * 4
+    per_checkpoint = weights * (1 + ADAM_COPIES + int(ema))
+    written = max_train_steps // checkpointing_steps + 1
+    alive = written if checkpoints_kept is None else min(written, checkpoints_kept + 1)
+    return per_checkpoint * alive + weights
 
 
 def check_output_dir(run_dir: Path, needed: int) -> None:

@@ -91,9 +91,14 @@ class Trainer:
                 f"crop_size {config.data.crop_size} does not fit preset {model.preset.name!r}, whose tiles are "
                 f"{model.preset.image_size}x{model.preset.image_size}: pass --crop_size {model.preset.image_size}"
             )
-        check_output_dir(
-            self.run_dir, required_bytes(sum(p.numel() for p in model.parameters()), t.checkpoints_total_limit)
+        needed = required_bytes(
+            sum(p.numel() for p in model.parameters()),
+            t.max_train_steps,
+            t.checkpointing_steps,
+            t.checkpoints_total_limit,
+            ema=config.optim.ema_decay > 0,
         )
+        check_output_dir(self.run_dir, needed)
         self.build_data()
         if self.parent is not None:
             model.load_state_dict(load_model(self.parent.path).state_dict())
