@@ -64,18 +64,19 @@ def restore_tiled(
 ) -> np.ndarray:
     """H×W×3 float32 in [0, 1] -> restored H×W×3 float32, tiles sent to `fn` in batches.
 
-    Memory stays bounded by the output accumulators plus one batch of tiles.
+    Memory stays bounded by the output accumulators plus one batch of tiles. Tiles are cut from and
+    blended into channel-first planes, so every copy runs over contiguous rows of `tile` floats.
     """
     h, w = image.shape[:2]
-    padded = pad_to_tile(image, tile)
-    ph, pw = padded.shape[:2]
+    planes = np.ascontiguousarray(pad_to_tile(image, tile).transpose(2, 0, 1), dtype=np.float32)
+    ph, pw = planes.shape[1:]
     window = blend_window(tile, overlap)
-    acc = np.zeros((ph, pw, 3), dtype=np.float32)
-    weight = np.zeros((ph, pw, 1), dtype=np.float32)
+    acc = np.zeros_like(planes)
+    weight = np.zeros((ph, pw), dtype=np.float32)
     for batch in _batches(tile_grid(ph, pw, tile, overlap), batch_size):
-        tiles = np.stack([padded[y : y + tile, x : x + tile] for y, x in batch]).transpose(0, 3, 1, 2)
-        out = np.asarray(fn(np.ascontiguousarray(tiles, dtype=np.float32)), dtype=np.float32).transpose(0, 2, 3, 1)
+        tiles = np.stack([planes[:, y : y + tile, x : x + tile] for y, x in batch])
+        out = np.asarray(fn(tiles), dtype=np.float32) * window
         for (y, x), t in zip(batch, out, strict=True):
-            acc[y : y + tile, x : x + tile] += t * window[..., None]
-            weight[y : y + tile, x : x + tile] += window[..., None]
-    return (acc / weight)[:h, :w]
+            acc[:, y : y + tile, x : x + tile] += t
+            weight[y : y + tile, x : x + tile] += window
+    return (acc / weight).transpose(1, 2, 0)[:h, :w]
