@@ -1,6 +1,7 @@
 """Benchmarks reported in docs/BENCHMARKS.md.
 
 python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [--compile_batch_sizes 2048]
+    [--compile_modes default,max-autotune,reduce-overhead]
 python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
     [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
     [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--data", type=Path, required=True)
     tp.add_argument("--batch_sizes", type=int_list, default=[64, 256])
     tp.add_argument("--compile_batch_sizes", type=int_list, default=[])
+    tp.add_argument(
+        "--compile_modes", type=name_list, default=["default"], help="torch.compile modes for the compiled rows"
+    )
     tp.add_argument("--steps", type=int, default=20, help="timed steps per batch size (after as many warm-up steps)")
     tp.add_argument("--reference_steps", type=int, default=20)
     tp.add_argument("--output", type=Path, default=Path("throughput.json"))
@@ -45,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         args.reference_steps,
         args.output,
         args.mixture_config,
+        tuple(args.compile_modes),
     )
     return 0
 

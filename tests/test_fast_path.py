@@ -53,6 +53,32 @@ def test_channels_last_path_gives_the_same_losses(tmp_path):
 
 
 @pytest.mark.slow
+def test_compiled_model_gives_the_same_losses(tmp_path):
+    """`--compile` (inductor, fp32 on the CPU) only reorders floating-point sums; the mode reaches Accelerate."""
+    from vae_restore.models import VAE, save_model
+
+    torch.set_num_threads(1)
+    data = tmp_path / "images"
+    write_images(data, 4, size=(140, 150))
+    save_model(VAE(), tmp_path / "parent.safetensors")
+    compiled = run_losses(tmp_path, data, compile=True, compile_mode="default")
+    assert AcceleratorState().dynamo_plugin.backend.value.lower() == "inductor"
+    assert AcceleratorState().dynamo_plugin.mode == "default"
+    eager = run_losses(tmp_path, data, compile=False)
+    assert len(compiled) == 3
+    assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_unknown_compile_mode_is_refused():
+    from vae_restore.errors import ConfigError
+
+    config = Config()
+    config.train = replace(config.train, compile=True, compile_mode="fastest")
+    with pytest.raises(ConfigError, match="compile_mode must be one of"):
+        config.validate()
+
+
+@pytest.mark.slow
 def test_throughput_benchmark_measures_both_pipelines(tmp_path):
     import subprocess
     import sys

@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError
 
 STAGES = ("clear", "distorted")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
 DATA_LAYOUTS = ("auto", "clear_only", "same_name", "stem_prefix", "manifest")
 PIXEL_CACHES = ("auto", "memory", "disk")
 
@@ -131,6 +132,7 @@ class TrainConfig:
     tracker_project_name: str = "vae-restore"
     channels_last: bool = True  # NHWC memory layout for model and crops (faster convolutions on GPUs)
     compile: bool = False  # torch.compile the model (inductor)
+    compile_mode: str = "default"  # with --compile: default, reduce-overhead (CUDA graphs), max-autotune, ...
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (on CUDA only)
 
 
@@ -168,6 +170,7 @@ class Config:
             (t.max_train_steps > 0 and t.train_batch_size > 0, "max_train_steps and train_batch_size must be > 0"),
             (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (t.max_bad_steps >= 0, "max_bad_steps must be >= 0"),
+            (t.compile_mode in COMPILE_MODES, f"compile_mode must be one of {COMPILE_MODES}, got {t.compile_mode!r}"),
             (
                 t.checkpointing_steps > 0 and t.logging_steps > 0 and t.validation_steps > 0,
                 "checkpointing_steps, logging_steps and validation_steps must be > 0",

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from accelerate.state import AcceleratorState, GradientState
 
-from ..config import Config, DataConfig, TrainConfig, build_config
+from ..config import COMPILE_MODES, Config, DataConfig, TrainConfig, build_config
 from ..data.files import list_images
+from ..errors import ConfigError
 from ..models import VAE, save_model
 from ..training import Trainer
 from .reference_loop import reference_throughput
@@ -27,12 +28,12 @@ def trainer_throughput(
     batch_size: int,
     steps: int,
     mixed_precision: str,
-    compile: bool,
+    compile_mode: str | None,
     workdir: Path,
     mixture_yaml: Path | None = None,
 ) -> dict:
     """Steady-state images/s of stage distorted through `Trainer.fit`: Gaussian noise (σ = 25), or the
-    distortion mixture of `mixture_yaml`'s `distortions` section."""
+    distortion mixture of `mixture_yaml`'s `distortions` section; `compile_mode` None is eager."""
     parent = workdir / "parent" / "model.safetensors"
     if not parent.exists():
         save_model(VAE(), parent, {"stage": "clear"})
@@ -49,7 +50,8 @@ def trainer_throughput(
         train_batch_size=batch_size,
         mixed_precision=mixed_precision,
         report_to="none",
-        compile=compile,
+        compile=compile_mode is not None,
+        compile_mode=compile_mode or "default",
     )
     sigma = config.data.noise_sigma if mixture_yaml else (25.0, 25.0)
     config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=sigma)
@@ -63,7 +65,7 @@ def trainer_throughput(
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
         "pipeline": "vae-restore trainer"
-        + (" + torch.compile" if compile else "")
+        + (f" + torch.compile ({compile_mode})" if compile_mode else "")
         + (f", mixture of {mixture_yaml.name}" if mixture_yaml else ", Gaussian noise"),
         "batch_size": batch_size,
         "mixed_precision": mixed_precision,
@@ -81,9 +83,13 @@ def run_throughput(
     reference_steps: int,
     output: Path | None,
     mixture_yaml: Path | None = None,
+    compile_modes: tuple[str, ...] = ("default",),
 ) -> dict:
-    """Reference loop, then the trainer with Gaussian noise at each batch size (eager, then compiled), then
-    the same with the mixture of `mixture_yaml` when given."""
+    """Reference loop, then the trainer with Gaussian noise at each batch size (eager, then compiled in
+    each of `compile_modes`), then the same with the mixture of `mixture_yaml` when given."""
+    unknown = sorted(set(compile_modes) - set(COMPILE_MODES))
+    if unknown:
+        raise ConfigError(f"unknown --compile_modes {unknown}; choose from {', '.join(COMPILE_MODES)}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mixed = "bf16" if device.type == "cuda" else "no"
     files = list_images(data)
@@ -97,11 +103,11 @@ def run_throughput(
     reference = reference_throughput(files, device, measure_steps=reference_steps)
     report["rows"].append(reference)
     _print_row(reference, reference["images_per_s"])
-    runs = [(bs, False) for bs in batch_sizes] + [(bs, True) for bs in compile_batch_sizes]
+    runs = [(bs, None) for bs in batch_sizes] + [(bs, mode) for bs in compile_batch_sizes for mode in compile_modes]
     with tempfile.TemporaryDirectory() as tmp:
         for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
-            for bs, compiled in runs:
-                row = trainer_throughput(data, bs, steps, mixed, compiled, Path(tmp), mixture)
+            for bs, mode in runs:
+                row = trainer_throughput(data, bs, steps, mixed, mode, Path(tmp), mixture)
                 report["rows"].append(row)
                 _print_row(row, reference["images_per_s"])
     for row in report["rows"]:

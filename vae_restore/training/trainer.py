@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_object, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -80,7 +80,7 @@ class Trainer:
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=None if t.report_to == "none" else t.report_to,
-            dynamo_backend="inductor" if t.compile else None,
+            dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=t.compile_mode) if t.compile else None,
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
         self.parent = resolve_parent(config)
