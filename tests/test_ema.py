@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 
 from vae_restore.config import Config
 from vae_restore.errors import CheckpointError
 from vae_restore.models import VAE, Preset, load_model, sha256_file
-from vae_restore.training import Trainer
+from vae_restore.training import Trainer, fit_in_process
 from vae_restore.training.ema import EMA, EMA_FILE, ema_decay_at
 
 from .conftest import write_images
@@ -68,11 +67,7 @@ def run(tmp_path, out: str, resume: bool = False) -> Trainer:
     config.data = replace(config.data, train_data=str(tmp_path / "images"), val_crops_per_image=1)
     config.loss = replace(config.loss, reconstruction="charbonnier", kl_warmup_steps=4)
     config.optim = replace(config.optim, ema_decay=0.9)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    trainer = Trainer(config.validate())
-    trainer.fit()
-    return trainer
+    return fit_in_process(config.validate())
 
 
 def test_saved_weights_are_the_average_and_resume_is_bit_exact(tmp_path):

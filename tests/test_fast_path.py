@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState
 
 from vae_restore.config import Config
-from vae_restore.training import Trainer
+from vae_restore.training import fit_in_process
 
 from .conftest import REPO, write_images
 
@@ -31,10 +31,7 @@ def run_losses(tmp_path, data, **train_overrides) -> list[float]:
         **train_overrides,
     )
     config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    trainer = Trainer(config.validate())
-    trainer.fit()
+    trainer = fit_in_process(config.validate())
     return [row["train/loss"] for row in trainer.history]
 
 

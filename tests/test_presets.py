@@ -159,13 +159,10 @@ def test_presets_command_lists_every_preset_with_its_cost(capsys):
 
 
 def test_training_refuses_a_crop_size_the_preset_cannot_take(tmp_path):
-    from accelerate.state import AcceleratorState, GradientState
-
     from vae_restore.config import build_config
-    from vae_restore.training import Trainer
+    from vae_restore.training import Trainer, reset_accelerate_state
 
     config = build_config(None, {"crop_size": 96, "output_dir": str(tmp_path), "report_to": "none"})
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     with pytest.raises(ConfigError, match="crop_size 96 does not fit preset 'original'.*--crop_size 128"):
         Trainer(config)

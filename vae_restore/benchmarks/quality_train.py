@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate.state import AcceleratorState, GradientState
 
 from ..config import Config, build_config
 from ..errors import ConfigError
 from ..models import VAE, get_preset, save_model
+from ..training import fit_in_process
 from .recipes import Recipe
 
 SCHEDULES = ("two_stage", "distorted_only")
@@ -81,17 +81,6 @@ def stage_config(
     return build_config(yaml_path, {"train_batch_size": setup.train_batch_size, **recipe.overrides, **infra})
 
 
-def fit(config: Config):
-    """Run one stage in this process (Accelerate's singletons reset first); returns the finished trainer."""
-    from ..training import Trainer
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    trainer = Trainer(config)
-    trainer.fit()
-    return trainer
-
-
 def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
     """How many steps of this stage fit in `minutes`, from the speed of a short run of the same stage."""
     window = CALIBRATION_WINDOW[device]
@@ -100,7 +89,7 @@ def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
     probe.train.max_train_steps = 2 * window
     probe.train.logging_steps = window
     probe.train.validation_steps = 10**9
-    trainer = fit(probe.validate())
+    trainer = fit_in_process(probe.validate())
     images_per_s = trainer.history[1]["train/images_per_s"]
     return max(1, math.floor(minutes * 60 * images_per_s / trainer.images_per_step))
 
@@ -123,7 +112,7 @@ def run_stage(
         config = stage_config(setup, stage, preset, recipe, out, steps, init_from)
     print(f"[quality] {preset}/{recipe.name}: stage {stage}, {steps} steps of {setup.train_batch_size}", flush=True)
     start = time.perf_counter()
-    trainer = fit(config)
+    trainer = fit_in_process(config)
     seconds = time.perf_counter() - start
     last = trainer.history[-1] if trainer.history else {}
     del trainer  # its pixels and model live on the device: free them before the next run

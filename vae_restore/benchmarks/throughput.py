@@ -13,13 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from accelerate.state import AcceleratorState, GradientState
 
 from ..config import COMPILE_MODES, Config, DataConfig, TrainConfig, build_config
 from ..data.files import list_images
 from ..errors import ConfigError
 from ..models import VAE, save_model
-from ..training import Trainer
+from ..training import fit_in_process
 from .reference_loop import reference_throughput
 
 
@@ -55,12 +54,9 @@ def trainer_throughput(
     )
     sigma = config.data.noise_sigma if mixture_yaml else (25.0, 25.0)
     config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=sigma)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(config.validate())
-    trainer.fit()
+    trainer = fit_in_process(config.validate())
     measured = trainer.history[1]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {

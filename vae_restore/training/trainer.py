@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_object, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
@@ -362,4 +363,18 @@ def train(config: Config) -> Path:
     return Trainer(config).fit()
 
 
-__all__ = ["Trainer", "resolve_parent", "train"]
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide singletons, so another `Trainer` can start in this process."""
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def fit_in_process(config: Config) -> Trainer:
+    """Run one stage after others in the same process (benchmarks, tests); returns the finished trainer."""
+    reset_accelerate_state()
+    trainer = Trainer(config)
+    trainer.fit()
+    return trainer
+
+
+__all__ = ["Trainer", "fit_in_process", "reset_accelerate_state", "resolve_parent", "train"]
