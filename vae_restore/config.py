@@ -23,6 +23,7 @@ STAGES = ("clear", "distorted")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
 DATA_LAYOUTS = ("auto", "clear_only", "same_name", "stem_prefix", "manifest")
 PIXEL_CACHES = ("auto", "memory", "disk")
+RECONSTRUCTIONS = ("bce", "l1", "mse", "charbonnier")
 
 
 @dataclass
@@ -180,7 +181,7 @@ class Config:
                 "checkpoints_total_limit must be >= 1",
             ),
             (
-                lo.reconstruction in ("bce", "l1", "mse", "charbonnier"),
+                lo.reconstruction in RECONSTRUCTIONS,
                 f"unknown reconstruction loss {lo.reconstruction!r}",
             ),
             (lo.kl_weight >= 0, "kl_weight must be >= 0"),

@@ -12,7 +12,6 @@ from .metrics import ssim_map
 from .models import VAEOutput
 
 CHARBONNIER_EPS = 1e-3
-RECONSTRUCTIONS = ("bce", "l1", "mse", "charbonnier")
 
 
 class LossTerms(NamedTuple):

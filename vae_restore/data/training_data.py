@@ -21,7 +21,7 @@ from ..config import PIXEL_CACHES, DataConfig
 from ..errors import DataError
 from .build import DecodeReport, ListSink, decode_into, is_paired
 from .cache import PixelBank
-from .dataset import ImageSet, load_image_set, split_records, split_train_val
+from .dataset import ImageSet, decode_records, load_image_set, split_records, split_train_val
 from .decode import map_ordered
 from .disk_cache import cached_pixels
 from .files import ImageRecord, find_records
@@ -151,23 +151,25 @@ class Decoded:
         )
 
 
+def _decoded(clear: torch.Tensor, distorted: torch.Tensor | None, report: DecodeReport, records) -> Decoded:
+    """Banks over packed (P, 3) pixels, one image after another as the report lists them."""
+    sizes = torch.tensor(report.heights), torch.tensor(report.widths)
+    source = None if distorted is None else PixelBank.from_buffer(distorted, *sizes)
+    return Decoded(PixelBank.from_buffer(clear, *sizes), source, report, records)
+
+
 def decode_in_memory(records: list[ImageRecord], min_side: int) -> Decoded:
     clear, distorted = ListSink(), ListSink() if is_paired(records) else None
     report = decode_into(records, min_side, clear, distorted)
     pack = lambda sink: torch.from_numpy(np.concatenate([im.reshape(-1, 3) for im in sink.images]))  # noqa: E731
-    sizes = torch.tensor(report.heights), torch.tensor(report.widths)
-    source = None if distorted is None else PixelBank.from_buffer(pack(distorted), *sizes)
-    return Decoded(PixelBank.from_buffer(pack(clear), *sizes), source, report, records)
+    return _decoded(pack(clear), None if distorted is None else pack(distorted), report, records)
 
 
 def decode_on_disk(records: list[ImageRecord], min_side: int, cache_dir: Path) -> Decoded:
     """Through the disk cache: decoded only when no earlier run (or process) has cached these bytes."""
     cached = cached_pixels(records, min_side, cache_dir)
-    report = cached.report
-    sizes = torch.tensor(report.heights), torch.tensor(report.widths)
-    source = None if cached.distorted is None else PixelBank.from_buffer(cached.distorted, *sizes)
-    logger.info("pixel cache %s: %d images", cached.folder, len(report.kept))
-    return Decoded(PixelBank.from_buffer(cached.clear, *sizes), source, report, records)
+    logger.info("pixel cache %s: %d images", cached.folder, len(cached.report.kept))
+    return _decoded(cached.clear, cached.distorted, cached.report, records)
 
 
 def clear_only(records: list[ImageRecord]) -> list[ImageRecord]:
@@ -222,7 +224,7 @@ def load_training_data(
             val = decode_on_disk(val_records, config.crop_size, Path(cache_dir)).image_set()
             train = decode_on_disk(records, config.crop_size, Path(cache_dir)).shard(shard)
     else:
-        val = decode_in_memory(val_records, config.crop_size).image_set()
+        val = decode_records(val_records, config.crop_size)
         _check_strict(config, val.skipped)
         train = decode_in_memory([records[i] for i in shard.indices(len(records))], config.crop_size)
     skipped = val.skipped + train.report.skipped
