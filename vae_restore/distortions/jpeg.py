@@ -22,7 +22,8 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 
-def _quantise(x: torch.Tensor) -> torch.Tensor:
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8, rounded (what a JPEG encoder is given)."""
     return (x.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -78,7 +79,7 @@ def jpeg_compression(x: torch.Tensor, quality: tuple[int, int], generator: torch
     global _cuda_jpeg_failed
     lo, hi = int(quality[0]), int(quality[1])
     qualities = torch.randint(lo, hi + 1, (x.shape[0],), generator=generator, device=x.device).tolist()
-    images = _quantise(x)
+    images = quantise(x)
     if x.is_cuda and not _cuda_jpeg_failed:
         try:
             return jpeg_roundtrip_cuda(images, qualities).to(x.dtype).div_(255.0)

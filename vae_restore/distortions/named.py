@@ -6,16 +6,14 @@ it in `NAMED_DISTORTIONS`.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import ConfigError
 from .artwork import aged
+from .jpeg import jpeg_roundtrip_cpu, quantise
 from .noise import gaussian_noise
 
 NamedDistortion = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -30,25 +28,13 @@ def awgn(sigma: float) -> NamedDistortion:
 
 
 def jpeg(quality: int) -> NamedDistortion:
-    """A real JPEG encode/decode round trip (libjpeg through Pillow, 4:2:0) at `quality`; needs no randomness.
-
-    Pillow rather than torchvision.io, whose image codecs are deprecated since torchvision 0.29.
-    """
+    """A real JPEG encode/decode round trip (libjpeg through Pillow, 4:2:0) at `quality`; needs no randomness."""
 
     def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        pixels = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        decoded = np.stack([_jpeg_round_trip(image, quality) for image in pixels])
-        return torch.from_numpy(decoded).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255.0
+        decoded = jpeg_roundtrip_cpu(quantise(images.detach().cpu()), [quality] * images.shape[0])
+        return decoded.to(images.device, images.dtype) / 255.0
 
     return apply
-
-
-def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB"))
 
 
 def gaussian_blur(sigma: float) -> NamedDistortion:
