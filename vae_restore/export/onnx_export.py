@@ -55,6 +55,11 @@ class RestorationPath(nn.Module):
         x = image.half() if self.half_compute else image
         return torch.sigmoid(self.vae.restoration_logits(x)).float()
 
+    @staticmethod
+    def dynamic_shapes(batch: torch.export.Dim, num_inputs: int) -> tuple:
+        """The batch dimension of the one `image` input is dynamic."""
+        return ({0: batch},)
+
 
 class DecoderPath(nn.Module):
     """(z, s1, s2, s3[, s0][, image]) -> decoder with skips -> sigmoid: for users who decode latents themselves.
@@ -81,7 +86,7 @@ class DecoderPath(nn.Module):
         return ({0: batch}, tuple({0: batch} for _ in range(num_inputs - 1)))
 
 
-def build_module(model: VAE, part: str, half: bool = False) -> nn.Module:
+def build_module(model: VAE, part: str, half: bool = False) -> RestorationPath | DecoderPath:
     if part == "restore":
         return RestorationPath(model, half).eval()
     if part == "decoder":
@@ -107,14 +112,11 @@ def example_inputs(specs: list[TensorSpec], batch_size: int = 2) -> tuple[torch.
 
 
 def export_graph(
-    module: nn.Module, inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path, opset: int
+    module: RestorationPath | DecoderPath, inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path, opset: int
 ) -> None:
     """Write `module` to the single file `path` with a dynamic batch dimension (see the module docstring)."""
     batch = torch.export.Dim("batch", min=1, max=65536)
-    if isinstance(module, DecoderPath):
-        dynamic_shapes = module.dynamic_shapes(batch, len(inputs))
-    else:
-        dynamic_shapes = tuple({0: batch} for _ in inputs)
+    dynamic_shapes = module.dynamic_shapes(batch, len(inputs))
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
     levels = [logger.level for logger in quiet]
     try:
