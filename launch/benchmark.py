@@ -5,6 +5,7 @@ python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [
 python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
     [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
     [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
+    [--distorted_config configs/distorted_photo.yaml,art=configs/distorted_art.yaml]   (a mixture per dataset)
 """
 
 from __future__ import annotations
@@ -86,18 +87,27 @@ def add_quality_parser(sub) -> None:
     q.add_argument("--art", default=str(data / "art"), help="paintings folder, or none")
     q.add_argument("--art_scale", type=float, default=0.5, help="paintings are downscaled by this factor")
     q.add_argument("--clear_config", type=Path, default=Path("configs/clear.yaml"))
-    q.add_argument("--distorted_config", type=Path, default=Path("configs/distorted.yaml"))
+    q.add_argument(
+        "--distorted_config",
+        default="configs/distorted.yaml",
+        help="stage distorted's config (its distortion mixture): PATH for every dataset, plus DATASET=PATH for "
+        "a dataset's own fine-tune of the same clear weights, e.g. "
+        "configs/distorted_photo.yaml,art=configs/distorted_art.yaml",
+    )
     q.add_argument("--output", type=Path, default=Path("quality"), help="quality.md and quality.json")
     q.add_argument("--work", type=Path, help="runs, prepared images, baseline cache (default OUTPUT/work)")
 
 
 def run_quality_benchmark(args: argparse.Namespace) -> int:
-    from vae_restore.benchmarks.quality import DEFAULT_COLUMNS, QualityOptions, run_quality
+    from vae_restore.benchmarks.quality import DEFAULT_COLUMNS, QualityOptions, parse_mixtures, run_quality
     from vae_restore.benchmarks.quality_eval import parse_columns
     from vae_restore.benchmarks.quality_train import Budget
 
+    distorted_config, distorted_configs = parse_mixtures(args.distorted_config)
     parsed = {
         "art": None if args.art == "none" else Path(args.art),
+        "distorted_config": distorted_config,
+        "distorted_configs": distorted_configs,
         "budget": Budget(args.budget_steps, args.budget_minutes),
         "columns": parse_columns(args.columns or DEFAULT_COLUMNS),
         "original_code": not args.no_original_code,

@@ -7,13 +7,14 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from vae_restore.benchmarks.original_code import resize_restorer
-from vae_restore.benchmarks.quality import QualityOptions
+from vae_restore.benchmarks.quality import Benchmark, QualityOptions, parse_mixtures
 from vae_restore.benchmarks.quality_data import split_art
 from vae_restore.benchmarks.quality_eval import Column, parse_columns, unmeasurable
 from vae_restore.benchmarks.quality_report import NOT_MEASURED, markdown_table
@@ -22,7 +23,7 @@ from vae_restore.benchmarks.recipes import BASE, RECIPES, load_recipe_file, sele
 from vae_restore.config import Config
 from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.errors import ConfigError
-from vae_restore.models import VAE
+from vae_restore.models import VAE, read_metadata
 
 from .conftest import REPO, subprocess_env, write_images
 
@@ -94,6 +95,56 @@ def test_budget_and_run_plan_are_checked():
         options.plan()
 
 
+def test_distorted_config_takes_a_mixture_per_dataset(tmp_path):
+    photo, art = Path("configs/distorted_photo.yaml"), Path("configs/distorted_art.yaml")
+    assert parse_mixtures("configs/distorted_photo.yaml") == (photo, {})
+    assert parse_mixtures("art=configs/distorted_art.yaml") == (Path("configs/distorted.yaml"), {"art": art})
+    assert parse_mixtures(f"{photo}, art={art}") == (photo, {"art": art})
+    with pytest.raises(ConfigError, match="DATASET=PATH"):
+        parse_mixtures("art=")
+    columns = [Column("photos", "awgn25"), Column("art", "aged")]
+    options = QualityOptions(
+        Path("t"), Path("v"), None, Path("o"), Budget(steps=1), columns=columns, distorted_configs={"art": art}
+    )
+    options.check_mixtures()
+    assert options.mixture_for("art") == art and options.mixture_for("photos") == Path("configs/distorted.yaml")
+    options.distorted_configs = {"paintings": art}
+    with pytest.raises(ConfigError, match="'paintings', which no column uses"):
+        options.check_mixtures()
+    (tmp_path / "other").mkdir()
+    clash = tmp_path / "other" / "distorted.yaml"
+    clash.write_text(Path("configs/distorted.yaml").read_text())
+    options.distorted_configs = {"art": clash}
+    with pytest.raises(ConfigError, match="distinct file names"):
+        options.check_mixtures()
+    options.distorted_configs = {"art": tmp_path / "missing.yaml"}
+    with pytest.raises(ConfigError, match="does not exist"):
+        options.check_mixtures()
+
+
+def test_a_row_restores_each_dataset_with_its_own_model(tmp_path):
+    """A method trained once per mixture scores each column with the model fine-tuned for its dataset."""
+    from vae_restore.benchmarks.quality_eval import Case
+
+    image = np.full((16, 16, 3), 0.5)
+    cases = {c.label: Case(c, ["a"], [image], [image]) for c in (Column("photos", "awgn25"), Column("art", "aged"))}
+    bench = SimpleNamespace(
+        options=SimpleNamespace(work_dir=tmp_path, baseline_workers=1, seed=0, output=tmp_path),
+        cases=cases,
+        report={
+            "device": "cpu",
+            "settings": {"budget": "1 steps", "train_batch_size": 1, "num_images": 1, "seed": 0},
+            "columns": [],
+            "rows": [],
+            "skipped_methods": {},
+        },
+    )
+    Benchmark.add_row(bench, "m", {"photos": lambda x: x * 0.75, "art": lambda x: x * 0.5})
+    scores = bench.report["rows"][0]["scores"]
+    assert scores["photos:awgn25"]["psnr"] == pytest.approx(10 * math.log10(1 / 0.125**2))
+    assert scores["art:aged"]["psnr"] == pytest.approx(10 * math.log10(1 / 0.25**2))
+
+
 def test_table_bolds_the_best_and_marks_unmeasured_columns():
     report = {
         "columns": [
@@ -142,6 +193,7 @@ def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
     args += ["--columns", "photos:awgn25,photos:jpeg20,art:awgn50,art:aged", "--baselines", "nlmeans,tv,cbm3d"]
     args += ["--train_data", str(tmp_path / "train"), "--val_data", str(tmp_path / "val")]
     args += ["--art", str(tmp_path / "art"), "--output", str(output)]
+    args += ["--distorted_config", "configs/distorted.yaml,art=configs/distorted_art.yaml"]
     run_benchmark(args)
     report = json.loads((output / "quality.json").read_text())
     from vae_restore.evaluation.baselines import BASELINES
@@ -158,11 +210,18 @@ def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
     for row in report["rows"]:
         for label in measured:
             assert all(math.isfinite(row["scores"][label][m]) for m in ("psnr", "ssim")), (row["method"], label)
+    mixtures = ["configs/distorted.yaml", "configs/distorted_art.yaml"]  # photos, then art: one fine-tune each
     trained = report["rows"][-1]["training"]
-    assert [s["stage"] for s in trained] == ["distorted"] and trained[0]["steps"] == 4  # both stages' steps
-    assert [s["steps"] for s in report["rows"][-3]["training"]] == [2, 2]
+    assert [(s["stage"], s["config"], s["steps"]) for s in trained] == [("distorted", m, 4) for m in mixtures]
+    two_stage = report["rows"][-3]["training"]
+    assert [(s["stage"], s["steps"]) for s in two_stage] == [("clear", 2), ("distorted", 2), ("distorted", 2)]
+    assert [s["config"] for s in two_stage[1:]] == mixtures
+    weights = [Path(s["weights"]) for s in two_stage]
+    assert all(w.is_file() for w in weights) and len(set(weights)) == 3
+    assert all(read_metadata(w)["parent"] == str(weights[0]) for w in weights[1:]), "both fine-tune the clear model"
     table = (output / "quality.md").read_text()
     assert table.count("\n| ") >= len(expected) + 1 and "| original / bce |" in table
+    assert "distorted (distorted) 2 in" in table and "distorted (distorted_art) 2 in" in table
     input_row = report["rows"][0]["scores"]["photos:awgn25"]
     assert input_row["psnr"] < report["rows"][1]["scores"]["photos:awgn25"]["psnr"], "NL-means denoises"
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .quality_data import prepare_data
-from .quality_eval import Column, cached_score, load_case, unmeasurable
+from .quality_eval import Column, Restore, cached_score, load_case, unmeasurable
 from .quality_report import markdown_table, write_report
 from .quality_train import SCHEDULES, Budget, TrainSetup, train_toolkit
 from .recipes import load_recipe_file, select_recipes
@@ -51,7 +51,8 @@ class QualityOptions:
     device: str = "auto"
     seed: int = 0
     clear_config: Path = Path("configs/clear.yaml")
-    distorted_config: Path = Path("configs/distorted.yaml")
+    distorted_config: Path = Path("configs/distorted.yaml")  # stage distorted's mixture, for every dataset...
+    distorted_configs: dict[str, Path] = field(default_factory=dict)  # ...but these (dataset -> config)
     art_scale: float = 0.5
 
     def plan(self) -> list[tuple[str, str, str]]:
@@ -70,6 +71,26 @@ class QualityOptions:
     def work_dir(self) -> Path:
         return self.work or self.output / "work"
 
+    def mixture_for(self, dataset: str) -> Path:
+        """The stage distorted config whose fine-tune restores `dataset`'s columns."""
+        return self.distorted_configs.get(dataset, self.distorted_config)
+
+    def check_mixtures(self) -> None:
+        datasets = {c.dataset for c in self.columns}
+        unknown = sorted(set(self.distorted_configs) - datasets)
+        if unknown:
+            raise ConfigError(
+                f"--distorted_config names dataset {unknown[0]!r}, which no column uses "
+                f"(columns' datasets: {', '.join(sorted(datasets)) or 'none'})"
+            )
+        mixtures = {self.mixture_for(d) for d in datasets} | {self.distorted_config}
+        stems = [m.stem for m in mixtures]
+        if len(set(stems)) != len(stems):
+            raise ConfigError(f"distortion configs need distinct file names (runs are named after them): {stems}")
+        for path in (self.clear_config, *mixtures):
+            if not path.is_file():
+                raise ConfigError(f"config {path} does not exist (run from the repository root or pass its path)")
+
     def validate(self) -> QualityOptions:
         from ..models import PRESETS
 
@@ -86,10 +107,25 @@ class QualityOptions:
             raise ConfigError("--num_images must be >= 1")
         if self.train_batch_size < 1 or self.baseline_workers < 1:
             raise ConfigError("--train_batch_size and --baseline_workers must be >= 1")
-        for path in (self.clear_config, self.distorted_config):
-            if not path.is_file():
-                raise ConfigError(f"config {path} does not exist (run from the repository root or pass its path)")
+        self.check_mixtures()
         return self
+
+
+def parse_mixtures(text: str) -> tuple[Path, dict[str, Path]]:
+    """`--distorted_config`: `PATH` for every dataset, then `DATASET=PATH` entries for their own, comma-separated.
+
+    `configs/distorted_photo.yaml,art=configs/distorted_art.yaml` -> (photo config, {"art": art config}).
+    """
+    default, per_dataset = Path("configs/distorted.yaml"), {}
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        dataset, sep, path = entry.rpartition("=")
+        if sep and not (dataset and path):
+            raise ConfigError(f"--distorted_config entry {entry!r} must be PATH or DATASET=PATH")
+        if sep:
+            per_dataset[dataset] = Path(path)
+        else:
+            default = Path(path)
+    return default, per_dataset
 
 
 def resolve_device(requested: str) -> str:
@@ -154,13 +190,15 @@ class Benchmark:
             "recipes": {r.name: r.overrides for r in self.recipes.values()},
         }
 
-    def add_row(self, method: str, restore, cache: bool = False, **info) -> None:
-        """Score `restore` on every column; classical methods (`cache`) are cached and may use worker processes."""
+    def add_row(self, method: str, restore: Restore | dict[str, Restore], cache: bool = False, **info) -> None:
+        """Score `restore` (or, per dataset, `restore[dataset]`) on every column; classical methods (`cache`)
+        are cached and may use worker processes."""
         scores = {}
         cache_dir = self.options.work_dir / "cache" if cache else None
         workers = self.options.baseline_workers if cache else 1
         for label, case in self.cases.items():
-            scores[label] = cached_score(restore, case, method, cache_dir, self.options.seed, workers)
+            fn = restore[case.column.dataset] if isinstance(restore, dict) else restore
+            scores[label] = cached_score(fn, case, method, cache_dir, self.options.seed, workers)
         self.report["rows"].append({"method": method, "scores": scores, **info})
         md, _ = write_report(self.report, self.options.output)
         print(f"[quality] scored {method}; table in {md}", flush=True)
@@ -203,28 +241,30 @@ class Benchmark:
 
     def run_toolkit(self, preset: str, recipe, schedule: str) -> None:
         from ..evaluation.tiled import restore_image
-        from ..models import load_model
+        from ..models import get_preset, load_model
         from ..models.cost import measure_cost
 
         o = self.options
         setup = TrainSetup(
-            self.data.train,
-            o.val_data,
-            o.work_dir,
-            o.clear_config,
-            o.distorted_config,
-            o.train_batch_size,
-            self.device,
-            o.seed,
+            self.data.train, o.val_data, o.work_dir, o.clear_config, o.train_batch_size, self.device, o.seed
         )
-        stages = train_toolkit(setup, preset, recipe, schedule, o.budget)
-        model = load_model(stages[-1]["weights"], self.device)
+        datasets = list(dict.fromkeys(case.column.dataset for case in self.cases.values()))
+        mixtures = {dataset: o.mixture_for(dataset) for dataset in datasets}
+        trained = list(dict.fromkeys(mixtures.values())) or [o.distorted_config]
+        stages = train_toolkit(setup, preset, recipe, schedule, o.budget, trained)
+        weights = {Path(s["config"]): s["weights"] for s in stages if s["stage"] == "distorted"}
         batch = 64 if self.device == "cuda" else 16
-        cost = measure_cost(model.preset)
+
+        def restorer(path: str) -> Restore:
+            model = load_model(path, self.device)
+            return lambda image: restore_image(model, image, self.device, batch).astype(np.float64)
+
+        cost = measure_cost(get_preset(preset))
         name = f"{preset} / {recipe.name}" + ("" if schedule == "two_stage" else f" / {schedule.replace('_', ' ')}")
+        by_mixture = {mixture: restorer(weights[mixture]) for mixture in trained}
         self.add_row(
             name,
-            lambda image: restore_image(model, image, self.device, batch).astype(np.float64),
+            {dataset: by_mixture[mixture] for dataset, mixture in mixtures.items()},
             training=stages,
             parameters=cost.parameters,
             gflops=cost.gflops,
@@ -247,4 +287,4 @@ def run_quality(options: QualityOptions) -> dict:
     return Benchmark(options).run()
 
 
-__all__ = ["DEFAULT_COLUMNS", "QualityOptions", "run_quality"]
+__all__ = ["DEFAULT_COLUMNS", "QualityOptions", "parse_mixtures", "run_quality"]

@@ -41,13 +41,20 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def stage_label(stage: dict) -> str:
+    """`clear`, or `distorted (MIXTURE)`: a method may fine-tune one clear model on several mixtures."""
+    if stage["stage"] == "distorted" and stage.get("config"):
+        return f"distorted ({Path(stage['config']).stem})"
+    return stage["stage"]
+
+
 def training_table(report: dict) -> str:
     """Per trained method: preset size and cost, and the steps and time each stage got."""
     lines = ["| method | parameters | GFLOP/tile | stages (steps, seconds) |", "|---|---|---|---|"]
     for r in report["rows"]:
         if not r.get("training"):
             continue
-        stages = ", ".join(f"{s['stage']} {s['steps']} in {s['seconds']:.0f} s" for s in r["training"])
+        stages = ", ".join(f"{stage_label(s)} {s['steps']} in {s['seconds']:.0f} s" for s in r["training"])
         params = f"{r['parameters']:,}" if r.get("parameters") else "–"
         gflops = f"{r['gflops']:.2f}" if r.get("gflops") else "–"
         lines.append(f"| {r['method']} | {params} | {gflops} | {stages} |")

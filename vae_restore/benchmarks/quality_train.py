@@ -4,6 +4,9 @@ A budget is steps per stage, or minutes per stage: minutes are turned into steps
 run of the same stage (two logging windows, the second timed), so the learning-rate schedule still
 spans the whole run. Schedules: `two_stage` (clear, then distorted from its weights) or `distorted_only`
 (stage distorted from random weights for both stages' steps: the same total).
+
+Stage distorted runs once per distortion mixture (a config YAML): photos and paintings can each get their
+own fine-tune of the same clear weights, as a user restoring both would train them.
 """
 
 from __future__ import annotations
@@ -49,22 +52,29 @@ class TrainSetup:
     val_data: Path
     work: Path
     clear_config: Path
-    distorted_config: Path
     train_batch_size: int
     device: str  # cuda or cpu
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage to train: its name, its YAML (for stage distorted: the distortion mixture) and its run folder."""
+
+    name: str
+    config: Path
+    out: Path  # the trainer writes OUT/<name>/
+
+
 def stage_config(
-    setup: TrainSetup, stage: str, preset: str, recipe: Recipe, out: Path, steps: int, init_from: Path | None
+    setup: TrainSetup, stage: Stage, preset: str, recipe: Recipe, steps: int, init_from: Path | None
 ) -> Config:
     """The stage's YAML, then the batch size, then the recipe, then this run's own settings."""
-    yaml_path = setup.clear_config if stage == "clear" else setup.distorted_config
     logging_steps = max(1, min(100, steps // 10))
     infra = {
-        "stage": stage,
+        "stage": stage.name,
         "preset": preset,
-        "output_dir": str(out),
+        "output_dir": str(stage.out),
         "train_data": str(setup.train_data),
         "val_data": str(setup.val_data),
         "val_crops_per_image": 1,
@@ -78,7 +88,7 @@ def stage_config(
         "report_to": "none",
         "mixed_precision": "bf16" if setup.device == "cuda" else "no",
     }
-    return build_config(yaml_path, {"train_batch_size": setup.train_batch_size, **recipe.overrides, **infra})
+    return build_config(stage.config, {"train_batch_size": setup.train_batch_size, **recipe.overrides, **infra})
 
 
 def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
@@ -96,21 +106,24 @@ def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
 
 def run_stage(
     setup: TrainSetup,
-    stage: str,
+    stage: Stage,
     preset: str,
     recipe: Recipe,
-    out: Path,
     budget: Budget,
     init_from: Path | None,
     factor: int = 1,
 ) -> dict:
     """Train one stage for `factor` × the budget; returns what it did and where its weights are."""
     steps = budget.steps * factor if budget.steps is not None else 1
-    config = stage_config(setup, stage, preset, recipe, out, steps, init_from)
+    config = stage_config(setup, stage, preset, recipe, steps, init_from)
     if budget.minutes is not None:
         steps = steps_for_minutes(config, budget.minutes * factor, setup.device)
-        config = stage_config(setup, stage, preset, recipe, out, steps, init_from)
-    print(f"[quality] {preset}/{recipe.name}: stage {stage}, {steps} steps of {setup.train_batch_size}", flush=True)
+        config = stage_config(setup, stage, preset, recipe, steps, init_from)
+    print(
+        f"[quality] {preset}/{recipe.name}: stage {stage.name} ({stage.config.name}), "
+        f"{steps} steps of {setup.train_batch_size}",
+        flush=True,
+    )
     start = time.perf_counter()
     trainer = fit_in_process(config)
     seconds = time.perf_counter() - start
@@ -119,23 +132,31 @@ def run_stage(
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {
-        "stage": stage,
+        "stage": stage.name,
+        "config": str(stage.config),
         "steps": steps,
         "seconds": round(seconds, 1),
         "images_per_s": last.get("train/images_per_s"),
         "final_loss": last.get("train/loss"),
-        "weights": str(out / stage / "model.safetensors"),
+        "weights": str(stage.out / stage.name / "model.safetensors"),
     }
 
 
-def train_toolkit(setup: TrainSetup, preset: str, recipe: Recipe, schedule: str, budget: Budget) -> list[dict]:
-    """Train `preset` with `recipe` under `schedule`; the last entry's weights are the ones to evaluate."""
+def train_toolkit(
+    setup: TrainSetup, preset: str, recipe: Recipe, schedule: str, budget: Budget, mixtures: list[Path]
+) -> list[dict]:
+    """Train `preset` with `recipe` under `schedule`, with one stage distorted per mixture (in order).
+
+    Returns every stage trained; the stage distorted entries' weights are the ones to evaluate.
+    """
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     out = setup.work / "runs" / f"{preset}-{recipe.name}-{schedule}"
+    distorted = [Stage("distorted", mixture, out / mixture.stem) for mixture in dict.fromkeys(mixtures)]
     if schedule == "two_stage":
-        clear = run_stage(setup, "clear", preset, recipe, out, budget, None)
-        return [clear, run_stage(setup, "distorted", preset, recipe, out, budget, Path(clear["weights"]))]
+        clear = run_stage(setup, Stage("clear", setup.clear_config, out), preset, recipe, budget, None)
+        parent = Path(clear["weights"])
+        return [clear, *(run_stage(setup, stage, preset, recipe, budget, parent) for stage in distorted)]
     torch.manual_seed(setup.seed)
     start = save_model(VAE(get_preset(preset)), out / "init" / "model.safetensors", {"stage": "init"})
-    return [run_stage(setup, "distorted", preset, recipe, out, budget, start, factor=2)]
+    return [run_stage(setup, stage, preset, recipe, budget, start, factor=2) for stage in distorted]
