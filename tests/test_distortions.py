@@ -205,6 +205,39 @@ def test_mixture_is_seeded_and_does_not_modify_its_input():
     assert torch.equal(a, b) and torch.equal(x, before)
 
 
+def test_a_distortion_every_image_gets_is_applied_to_the_whole_batch_without_drawing():
+    x = smooth_batch(8)
+    alone = DistortionMixture.from_config(DistortionConfig(), (5.0, 50.0))  # the default stage: Gaussian noise only
+    assert alone.certain == [True]
+    assert torch.equal(alone(x, gen(3)), noise.gaussian_noise(x, (5.0, 50.0), gen(3)))
+    both = DistortionMixture.from_config(DistortionConfig(p_gaussian_noise=1.0, p_fading=1.0), (5.0, 50.0))
+    g = gen(3)  # one generator through both, in the mixture's order
+    expected = noise.gaussian_noise(artwork.fading(x, DistortionConfig().fade_amount, g), (5.0, 50.0), g)
+    assert both.certain == [True, True] and torch.equal(both(x, gen(3)), expected)
+    some = DistortionMixture.from_config(DistortionConfig(p_gaussian_noise=1.0, p_fading=0.5), (5.0, 50.0))
+    assert some.certain == [False, True]
+
+
+def test_crops_draws_and_a_certain_mixture_need_no_host_synchronisation():
+    """Data-dependent shapes (nonzero, boolean-mask indexing, .item()) would make a CUDA step wait for the GPU;
+    FakeTensorMode refuses exactly those, so it shows the default stage's data path has none."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from vae_restore.data.cache import PixelBank
+    from vae_restore.data.sampler import CropSampler
+
+    rng = np.random.default_rng(0)
+    bank = PixelBank([rng.integers(0, 256, (40 + 9 * i, 50, 3), dtype=np.uint8) for i in range(3)], 32)
+    uncertain = DistortionMixture.from_config(DistortionConfig(p_gaussian_noise=0.5, p_dust=0.25), (5.0, 50.0))
+    certain = DistortionMixture.from_config(DistortionConfig(), (5.0, 50.0))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        _, x = CropSampler(bank, 32, gen()).sample(4)
+        uncertain.draw(4, gen(), x.device)
+        certain(x, gen())
+        with pytest.raises(Exception, match="nonzero|dynamic|data-dependent"):
+            uncertain(x, gen())  # choosing sub-batches does synchronise: the check would catch it
+
+
 def test_config_rejects_bad_probabilities_and_ranges():
     from vae_restore.config import build_config
     from vae_restore.errors import ConfigError

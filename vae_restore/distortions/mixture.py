@@ -3,6 +3,10 @@
 They run in the order damage happens in the world: the object ages (artwork damage), the camera
 blurs and adds noise, the file is rescaled, then saved as JPEG. Each distortion processes only
 the images that drew it, as one batched call; every image gets at least one.
+
+Choosing a sub-batch needs its size on the host: one device synchronisation per uncertain distortion.
+A distortion every image gets (probability 1, or the only one in the mixture) is applied to the whole
+batch without drawing, so the default Gaussian-noise stage runs with no synchronisation at all.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 
 from ..config import DistortionConfig
 from . import artwork, blur, jpeg, noise, resample
@@ -58,19 +63,26 @@ class DistortionMixture:
         names, probabilities, functions = map(list, zip(*chosen, strict=True))
         return cls(names, probabilities, functions)
 
+    @property
+    def certain(self) -> list[bool]:
+        """Per distortion: does every image get it? (probability 1, or the only one: each image gets one)"""
+        return [p >= 1.0 or len(self.probabilities) == 1 for p in self.probabilities]
+
     def draw(self, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """Which distortions hit which image: bool (B, K), at least one per row."""
+        """Which distortions hit which image: bool (B, K), at least one per row (no host synchronisation)."""
         p = torch.tensor(self.probabilities, device=device)
         hits = torch.rand(batch_size, len(p), generator=generator, device=device) < p
         fallback = torch.multinomial(p.expand(batch_size, -1), 1, generator=generator).squeeze(1)
-        none = ~hits.any(1)
-        hits[none, fallback[none]] = True
-        return hits
+        return hits | (~hits.any(1, keepdim=True) & F.one_hot(fallback, len(p)).bool())
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        hits = self.draw(x.shape[0], generator, x.device)
+        certain = self.certain
+        hits = None if all(certain) else self.draw(x.shape[0], generator, x.device)
         for k, fn in enumerate(self.functions):
-            idx = hits[:, k].nonzero().squeeze(1)
+            if certain[k]:
+                x = fn(x, generator)
+                continue
+            idx = hits[:, k].nonzero().squeeze(1)  # the sub-batch's size is read on the host: a sync
             if idx.numel() == x.shape[0]:
                 x = fn(x, generator)
             elif idx.numel():
