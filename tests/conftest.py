@@ -70,9 +70,16 @@ def launch_script(
     result = subprocess.run(cmd, cwd=cwd, env=env or default_env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
-            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{error_lines(result.stderr)}"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
     return result
+
+
+def error_lines(stderr: str) -> str:
+    """Each process's one-line `error: ...`, which another rank's long traceback would push out of the tail."""
+    found = [line for line in stderr.splitlines() if "error: " in line and "Error: " not in line]
+    return "".join(f"{line}\n" for line in found[:20])
 
 
 def launch_train(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:

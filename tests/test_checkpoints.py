@@ -68,3 +68,18 @@ def test_resume_command_replaces_an_earlier_resume_flag():
     assert resume_command(argv) == (
         "accelerate launch launch/train.py --stage clear --seed 3 --resume_from_checkpoint latest"
     )
+
+
+def test_processes_checking_one_output_folder_at_once_do_not_trip_over_each_other(tmp_path):
+    """Every rank of a multi-process run checks the same folder at the same moment: each needs its own probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run_dir = tmp_path / "run" / "distorted"
+
+    def check(_):
+        for _ in range(100):
+            preflight.check_output_dir(run_dir, 0)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check, range(8)))  # re-raises a worker's TrainingError
+    assert list(run_dir.iterdir()) == [], "no probe file is left behind"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from ..errors import TrainingError
@@ -31,12 +32,16 @@ def required_bytes(
 
 
 def check_output_dir(run_dir: Path, needed: int) -> None:
-    """The run folder must be creatable, writable and have room for the checkpoints."""
+    """The run folder must be creatable, writable and have room for the checkpoints.
+
+    Every process of a run checks at once, so each writes a probe of its own (a shared name would be
+    deleted by one process while another still uses it).
+    """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"\0" * 4096)
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
     except OSError as e:
         raise TrainingError(
             f"output folder {run_dir} is not writable ({e.strerror or e}); choose another with --output_dir"
