@@ -2,8 +2,8 @@
 
 JPEG is inherently one image at a time. On the CPU it runs through PIL (libjpeg-turbo; measured
 about 7× faster than torchvision's CPU encoder at 128×128, whose image I/O is deprecated since 0.29).
-On CUDA tensors it uses torchvision's nvJPEG encoder/decoder, one call per distinct quality,
-and falls back to the CPU when that is not available.
+On CUDA tensors it uses torchvision's nvJPEG encoder (one call per distinct quality) and one batched
+decode, and falls back to the CPU when that is not available.
 """
 
 from __future__ import annotations
@@ -52,23 +52,26 @@ def jpeg_roundtrip_cpu(images: torch.Tensor, qualities: list[int]) -> torch.Tens
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
-def jpeg_roundtrip_cuda(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
-    """The same on a CUDA tensor with nvJPEG, batched per distinct quality."""
+def jpeg_roundtrip_torchvision(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+    """The same with torchvision's codec on the images' device (nvJPEG on CUDA tensors).
+
+    The encoder takes one quality per call, so images are encoded in groups of equal quality; the
+    decoder reads host bytes, so ALL encoded images then cross to the host in one copy (one
+    synchronisation per batch, not one per quality) and are decoded in one batched call.
+    """
     from torchvision.io import decode_jpeg, encode_jpeg
 
-    out = torch.empty_like(images)
     by_quality: dict[int, list[int]] = {}
     for i, q in enumerate(qualities):
         by_quality.setdefault(int(q), []).append(i)
+    encoded: list[torch.Tensor] = [images.new_empty(0)] * len(qualities)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         for q, idx in by_quality.items():
-            encoded = encode_jpeg([images[i].contiguous() for i in idx], quality=q)
-            # The decoder reads host bytes: one device-to-host copy for the whole group, not one per image.
-            host = torch.cat(encoded).cpu().split([len(e) for e in encoded])
-            decoded = decode_jpeg(list(host), device=images.device)
-            out[idx] = torch.stack(decoded)
-    return out
+            for i, data in zip(idx, encode_jpeg([images[i].contiguous() for i in idx], quality=q), strict=True):
+                encoded[i] = data
+        host = torch.cat(encoded).cpu().split([len(e) for e in encoded])
+        return torch.stack(decode_jpeg(list(host), device=images.device))
 
 
 _cuda_jpeg_failed = False
@@ -82,7 +85,7 @@ def jpeg_compression(x: torch.Tensor, quality: tuple[int, int], generator: torch
     images = quantise(x)
     if x.is_cuda and not _cuda_jpeg_failed:
         try:
-            return jpeg_roundtrip_cuda(images, qualities).to(x.dtype).div_(255.0)
+            return jpeg_roundtrip_torchvision(images, qualities).to(x.dtype).div_(255.0)
         except (RuntimeError, NotImplementedError, ValueError) as e:
             _cuda_jpeg_failed = True
             logger.warning("torchvision's GPU JPEG is unavailable (%s): JPEG runs on the CPU", e)
