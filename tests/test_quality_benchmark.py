@@ -211,6 +211,7 @@ def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
         for label in measured:
             assert all(math.isfinite(row["scores"][label][m]) for m in ("psnr", "ssim")), (row["method"], label)
     mixtures = ["configs/distorted.yaml", "configs/distorted_art.yaml"]  # photos, then art: one fine-tune each
+    assert report["settings"]["distorted_config"] == dict(zip(["photos", "art"], mixtures, strict=True))
     trained = report["rows"][-1]["training"]
     assert [(s["stage"], s["config"], s["steps"]) for s in trained] == [("distorted", m, 4) for m in mixtures]
     two_stage = report["rows"][-3]["training"]

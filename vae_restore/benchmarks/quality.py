@@ -186,6 +186,8 @@ class Benchmark:
             "art": None if o.art is None else str(o.art),
             "num_train_images": self.data.num_train_images,
             "val_data": str(o.val_data),
+            "clear_config": str(o.clear_config),
+            "distorted_config": {c.dataset: str(o.mixture_for(c.dataset)) for c in o.columns},
             "runs": ["/".join(run) for run in self.plan],
             "recipes": {r.name: r.overrides for r in self.recipes.values()},
         }
