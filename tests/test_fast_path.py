@@ -10,12 +10,13 @@ import torch
 from accelerate.state import AcceleratorState
 
 from vae_restore.config import Config
-from vae_restore.training import fit_in_process
+from vae_restore.losses import loss_means
+from vae_restore.training import Trainer, fit_in_process
 
 from .conftest import REPO, write_images
 
 
-def run_losses(tmp_path, data, **train_overrides) -> list[float]:
+def run_trainer(tmp_path, data, **train_overrides) -> Trainer:
     config = Config()
     config.train = replace(
         config.train,
@@ -31,8 +32,11 @@ def run_losses(tmp_path, data, **train_overrides) -> list[float]:
         **train_overrides,
     )
     config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)
-    trainer = fit_in_process(config.validate())
-    return [row["train/loss"] for row in trainer.history]
+    return fit_in_process(config.validate())
+
+
+def run_losses(tmp_path, data, **train_overrides) -> list[float]:
+    return [row["train/loss"] for row in run_trainer(tmp_path, data, **train_overrides).history]
 
 
 def test_channels_last_path_gives_the_same_losses(tmp_path):
@@ -51,16 +55,21 @@ def test_channels_last_path_gives_the_same_losses(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_model_gives_the_same_losses(tmp_path):
-    """`--compile` (inductor, fp32 on the CPU) only reorders floating-point sums; the mode reaches Accelerate."""
+    """`--compile` (inductor, fp32 on the CPU) only reorders floating-point sums; the mode reaches Accelerate.
+
+    The model is compiled by Accelerate, the loss's elementwise part by the trainer.
+    """
     from vae_restore.models import VAE, save_model
 
     torch.set_num_threads(1)
     data = tmp_path / "images"
     write_images(data, 4, size=(140, 150))
     save_model(VAE(), tmp_path / "parent.safetensors")
-    compiled = run_losses(tmp_path, data, compile=True, compile_mode="default")
+    trainer = run_trainer(tmp_path, data, compile=True, compile_mode="default")
+    compiled = [row["train/loss"] for row in trainer.history]
     assert AcceleratorState().dynamo_plugin.backend.value.lower() == "inductor"
     assert AcceleratorState().dynamo_plugin.mode == "default"
+    assert getattr(trainer.loss_means, "_torchdynamo_orig_callable", None) is loss_means
     eager = run_losses(tmp_path, data, compile=False)
     assert len(compiled) == 3
     assert compiled == pytest.approx(eager, rel=1e-4)

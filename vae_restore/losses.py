@@ -55,12 +55,24 @@ def kl_scale(config: LossConfig, step: int | None) -> float:
     return config.kl_weight * min(1.0, (step + 1) / config.kl_warmup_steps)
 
 
-def vae_loss(config: LossConfig, output: VAEOutput, target: torch.Tensor, step: int | None = None) -> LossTerms:
-    """The loss is computed in fp32 whatever precision the forward pass ran in; `step` drives the KL warm-up."""
-    logits, target = output.logits.float(), target.float()
+def loss_means(
+    config: LossConfig, logits: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch means of the reconstruction (+ SSIM) and KL terms, in fp32 whatever the forward's precision.
+
+    This is the elementwise bulk of the loss, kept apart so `--compile` can fuse it into a few kernels;
+    β stays outside because it changes every step of a warm-up.
+    """
+    logits, target = logits.float(), target.float()
     recon = reconstruction_loss(config.reconstruction, logits, target)
     if config.ssim_weight > 0:
         recon = recon + config.ssim_weight * ssim_loss(torch.sigmoid(logits), target)
-    recon = recon.mean()
-    kl = kl_divergence(output.mu.float(), output.logvar.float()).mean()
+    return recon.mean(), kl_divergence(mu.float(), logvar.float()).mean()
+
+
+def vae_loss(
+    config: LossConfig, output: VAEOutput, target: torch.Tensor, step: int | None = None, means=loss_means
+) -> LossTerms:
+    """`step` drives the KL warm-up; `means` may be a compiled `loss_means`."""
+    recon, kl = means(config, output.logits, target, output.mu, output.logvar)
     return LossTerms(recon + kl_scale(config, step) * kl, recon, kl)

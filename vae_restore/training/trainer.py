@@ -20,7 +20,7 @@ from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
 from ..errors import ConfigError, Preempted, TrainingError
-from ..losses import vae_loss
+from ..losses import loss_means, vae_loss
 from ..models import VAE, WEIGHTS_NAME, get_preset, load_model, save_model, sha256_file
 from . import checkpoints
 from .ema import EMA
@@ -110,6 +110,8 @@ class Trainer:
         optimizer = build_optimizer(model.parameters(), config.optim, fused=self.accelerator.device.type == "cuda")
         scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, self.accelerator.num_processes)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # Accelerate compiles the model only; the loss's elementwise passes over the batch fuse too.
+        self.loss_means = torch.compile(loss_means, dynamic=False) if t.compile else loss_means
         decay = config.optim.ema_decay
         self.ema = EMA(self.accelerator.unwrap_model(self.model), decay) if decay > 0 else None
         self.global_step = 0
@@ -181,7 +183,7 @@ class Trainer:
             source, target = self.next_batch()
             if self.first_batch_sum is None:
                 self.first_batch_sum = source.detach().double().sum()
-            terms = vae_loss(c.loss, self.model(source), target, self.global_step)
+            terms = vae_loss(c.loss, self.model(source), target, self.global_step, self.loss_means)
             acc.backward(terms.loss)
             if acc.sync_gradients and c.train.max_bad_steps and not self.all_finite(terms.loss):
                 self.optimizer.zero_grad(set_to_none=True)
