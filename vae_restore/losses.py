@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -71,7 +72,11 @@ def loss_means(
 
 
 def vae_loss(
-    config: LossConfig, output: VAEOutput, target: torch.Tensor, step: int | None = None, means=loss_means
+    config: LossConfig,
+    output: VAEOutput,
+    target: torch.Tensor,
+    step: int | None = None,
+    means: Callable[..., tuple[torch.Tensor, torch.Tensor]] = loss_means,
 ) -> LossTerms:
     """`step` drives the KL warm-up; `means` may be a compiled `loss_means`."""
     recon, kl = means(config, output.logits, target, output.mu, output.logvar)
