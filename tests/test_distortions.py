@@ -17,6 +17,7 @@ from vae_restore.distortions import (
     blur,
     distortions_from_config,
     jpeg,
+    jpeg_codec,
     noise,
     resample,
 )
@@ -103,23 +104,41 @@ def test_jpeg_is_a_real_round_trip_at_the_drawn_quality():
         assert np.array_equal((y[i] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), expected)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_torchvision_jpeg_groups_by_quality_and_keeps_every_image_in_place(device):
-    """The GPU path (nvJPEG) encodes per quality and decodes all at once; torchvision's CPU codec runs the
-    same code, so the regrouping is checked here against one round trip per image."""
-    import warnings
+@pytest.mark.parametrize("quality", [1, 10, 37, 50, 83, 100])
+def test_gpu_jpeg_codec_quantises_with_libjpegs_tables(quality):
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, "JPEG", quality=quality)
+    luma, chroma = (list(t) for t in Image.open(buffer).quantization.values())
+    got = jpeg_codec.quant_tables(torch.tensor([quality]))
+    assert [got[0][0].flatten().int().tolist(), got[1][0].flatten().int().tolist()] == [luma, chroma]
 
-    from torchvision.io import decode_jpeg, encode_jpeg
 
-    images = jpeg.quantise(smooth_batch(7)).to(device)
-    qualities = [30, 90, 30, 10, 90, 55, 30]  # repeated and unique qualities, interleaved
-    got = jpeg.jpeg_roundtrip_torchvision(images, qualities)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for i, q in enumerate(qualities):
-            one = decode_jpeg(encode_jpeg(images[i].contiguous(), quality=q).cpu(), device=device)
-            assert torch.equal(got[i], one), f"image {i} (quality {q})"
-    assert got.shape == images.shape and got.dtype == torch.uint8 and got.device == images.device
+@pytest.mark.parametrize("size", [(128, 128), (75, 100)])
+def test_gpu_jpeg_codec_does_what_pillow_does_to_photos(size):
+    """The GPU path (torch, no entropy coding) against libjpeg: the same damage, to a fraction of a level."""
+    from skimage import data
+
+    h, w = size
+    photos = [data.astronaut()[100 : 100 + h, 150 : 150 + w], data.coffee()[50 : 50 + h, 200 : 200 + w]]
+    images = torch.from_numpy(np.stack(photos * 3)).permute(0, 3, 1, 2).contiguous()
+    qualities = [10, 20, 50, 75, 90, 95]
+    expected = jpeg.jpeg_roundtrip_cpu(images, qualities).float()
+    got = jpeg_codec.jpeg_roundtrip(images, torch.tensor(qualities))
+    assert got.shape == expected.shape
+    for i, q in enumerate(qualities):
+        assert float((got[i] - expected[i]).abs().mean()) < 0.4, f"quality {q}"
+        damage = [float((y - images[i].float()).square().mean()) for y in (got[i], expected[i])]
+        assert abs(damage[0] / damage[1] - 1) < 0.03, f"quality {q}: MSE {damage[0]:.2f} vs libjpeg's {damage[1]:.2f}"
+
+
+def test_gpu_jpeg_codec_needs_no_host_synchronisation():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    images = jpeg.quantise(smooth_batch(3))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        qualities = torch.randint(10, 96, (3,), generator=gen())
+        out = jpeg_codec.jpeg_roundtrip(images, qualities)
+    assert out.shape == images.shape
 
 
 def test_lower_jpeg_quality_loses_more():
@@ -222,6 +241,15 @@ def test_mixture_is_seeded_and_does_not_modify_its_input():
     before = x.clone()
     a, b = mixture(x, gen(7)), mixture(x, gen(7))
     assert torch.equal(a, b) and torch.equal(x, before)
+
+
+def test_mixture_of_half_precision_pixels_distorts_in_float32():
+    config = DistortionConfig(p_fading=0.5, p_resample=0.5, p_dust=0.5, p_scratches=0.5, p_gaussian_noise=0.5)
+    mixture = DistortionMixture.from_config(config, (5.0, 30.0))
+    x = smooth_batch(8).to(torch.bfloat16)
+    y = mixture(x, gen(7))
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    assert torch.equal(y, mixture(x.float(), gen(7)).to(torch.bfloat16))
 
 
 def test_a_distortion_every_image_gets_is_applied_to_the_whole_batch_without_drawing():

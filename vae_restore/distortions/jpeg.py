@@ -1,25 +1,23 @@
-"""A real JPEG round trip: encode at a quality drawn per image, decode, continue in float.
+"""A JPEG round trip at a quality drawn per image (4:2:0 chroma, as cameras save), continuing in float.
 
-JPEG is inherently one image at a time. On the CPU it runs through PIL (libjpeg-turbo; measured
-about 7× faster than torchvision's CPU encoder at 128×128, whose image I/O is deprecated since 0.29).
-On CUDA tensors it uses torchvision's nvJPEG encoder (one call per distinct quality) and one batched
-decode, and falls back to the CPU when that is not available.
+On the CPU it is the real thing: Pillow's libjpeg-turbo, one image per thread (measured about 7× faster
+than torchvision's CPU encoder at 128×128). On the GPU, `jpeg_codec` does JPEG's lossy steps to the whole
+batch in torch, the same damage within a fraction of a level, with no copy to the host and no
+synchronisation.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from PIL import Image
 
-logger = logging.getLogger(__name__)
+from .jpeg_codec import jpeg_roundtrip
 
 
 def quantise(x: torch.Tensor) -> torch.Tensor:
@@ -52,41 +50,10 @@ def jpeg_roundtrip_cpu(images: torch.Tensor, qualities: list[int]) -> torch.Tens
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
-def jpeg_roundtrip_torchvision(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
-    """The same with torchvision's codec on the images' device (nvJPEG on CUDA tensors).
-
-    The encoder takes one quality per call, so images are encoded in groups of equal quality; the
-    decoder reads host bytes, so ALL encoded images then cross to the host in one copy (one
-    synchronisation per batch, not one per quality) and are decoded in one batched call.
-    """
-    from torchvision.io import decode_jpeg, encode_jpeg
-
-    by_quality: dict[int, list[int]] = {}
-    for i, q in enumerate(qualities):
-        by_quality.setdefault(int(q), []).append(i)
-    encoded: list[torch.Tensor] = [images.new_empty(0)] * len(qualities)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for q, idx in by_quality.items():
-            for i, data in zip(idx, encode_jpeg([images[i].contiguous() for i in idx], quality=q), strict=True):
-                encoded[i] = data
-        host = torch.cat(encoded).cpu().split([len(e) for e in encoded])
-        return torch.stack(decode_jpeg(list(host), device=images.device))
-
-
-_cuda_jpeg_failed = False
-
-
 def jpeg_compression(x: torch.Tensor, quality: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
     """JPEG-compress each image at an integer quality drawn uniformly from `quality` (inclusive)."""
-    global _cuda_jpeg_failed
-    lo, hi = int(quality[0]), int(quality[1])
-    qualities = torch.randint(lo, hi + 1, (x.shape[0],), generator=generator, device=x.device).tolist()
+    qualities = torch.randint(int(quality[0]), int(quality[1]) + 1, (x.shape[0],), generator=generator, device=x.device)
     images = quantise(x)
-    if x.is_cuda and not _cuda_jpeg_failed:
-        try:
-            return jpeg_roundtrip_torchvision(images, qualities).to(x.dtype).div_(255.0)
-        except (RuntimeError, NotImplementedError, ValueError) as e:
-            _cuda_jpeg_failed = True
-            logger.warning("torchvision's GPU JPEG is unavailable (%s): JPEG runs on the CPU", e)
-    return jpeg_roundtrip_cpu(images.cpu(), qualities).to(x.device, x.dtype).div_(255.0)
+    if x.is_cuda:
+        return jpeg_roundtrip(images, qualities).to(x.dtype).div_(255.0)
+    return jpeg_roundtrip_cpu(images, qualities.tolist()).to(x.dtype).div_(255.0)

@@ -76,6 +76,8 @@ class DistortionMixture:
         return hits | (~hits.any(1, keepdim=True) & F.one_hot(fallback, len(p)).bool())
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Distort in float32 (half-precision pixels would band the subtle ones) and return the input's dtype."""
+        dtype, x = x.dtype, x.float()
         certain = self.certain
         hits = None if all(certain) else self.draw(x.shape[0], generator, x.device)
         for k, fn in enumerate(self.functions):
@@ -87,4 +89,4 @@ class DistortionMixture:
                 x = fn(x, generator)
             elif idx.numel():
                 x = x.index_copy(0, idx, fn(x.index_select(0, idx), generator))
-        return x
+        return x.to(dtype)
