@@ -65,8 +65,18 @@ def test_disk_estimate_counts_only_the_checkpoints_the_run_can_write():
 
 def test_resume_command_replaces_an_earlier_resume_flag():
     argv = ["launch/train.py", "--stage", "clear", "--resume_from_checkpoint", "runs/x", "--seed", "3"]
-    assert resume_command(argv) == (
-        "accelerate launch launch/train.py --stage clear --seed 3 --resume_from_checkpoint latest"
+    assert resume_command(argv=argv) == (
+        "accelerate launch launch/train.py --stage clear --seed 3 --mixed_precision no --resume_from_checkpoint latest"
+    )
+
+
+def test_resume_command_restores_what_accelerate_launch_was_given():
+    """Under `accelerate launch`, sys.argv holds only the script's arguments: the process count and the
+    precision come from the running Accelerator instead."""
+    argv = ["launch/train.py", "--stage", "clear", "--mixed_precision=fp16"]
+    assert resume_command(4, "bf16", argv) == (
+        "accelerate launch --multi_gpu --num_processes 4 launch/train.py --stage clear "
+        "--mixed_precision bf16 --resume_from_checkpoint latest"
     )
 
 

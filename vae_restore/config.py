@@ -188,6 +188,7 @@ class Config:
             (lo.kl_warmup_steps >= 0 and lo.ssim_weight >= 0, "kl_warmup_steps and ssim_weight must be >= 0"),
             (0.0 <= o.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0: no EMA), got {o.ema_decay}"),
             (o.optimizer in ("adam", "adamw"), f"unknown optimizer {o.optimizer!r}"),
+            (o.max_grad_norm is None or o.max_grad_norm > 0, "max_grad_norm must be > 0 (none: no clipping)"),
             (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
             (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),

@@ -55,7 +55,27 @@ def resolve_resume(run_dir: Path, request: str | None) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch.Generator, ema=None) -> Path:
+# What a resumed run must share with the run that wrote the checkpoint, or it would not continue it.
+MUST_MATCH = {
+    "num_processes": "--num_processes",
+    "mixed_precision": "--mixed_precision",
+    "gradient_accumulation_steps": "--gradient_accumulation_steps",
+}
+
+
+def run_state(accelerator, step: int, bad_steps: int = 0) -> dict:
+    return {
+        "global_step": step,
+        "bad_steps": bad_steps,
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
+    }
+
+
+def save_checkpoint(
+    accelerator, run_dir: Path, step: int, data_generator: torch.Generator, ema=None, bad_steps: int = 0
+) -> Path:
     """Write checkpoint-<step> atomically; every process must call this."""
     final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
     tmp = final.with_name(final.name + ".tmp")
@@ -72,9 +92,7 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch
     if accelerator.is_main_process:
         if ema is not None:
             ema.save(tmp)
-        (tmp / STATE_FILE).write_text(
-            json.dumps({"global_step": step, "num_processes": accelerator.num_processes}) + "\n"
-        )
+        (tmp / STATE_FILE).write_text(json.dumps(run_state(accelerator, step, bad_steps)) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -82,14 +100,15 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, data_generator: torch
     return final
 
 
-def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> int:
-    """Restore every piece of state saved by `save_checkpoint`; returns the global step."""
+def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> dict:
+    """Restore every piece of state saved by `save_checkpoint`; returns its `trainer_state.json`."""
     state = json.loads((path / STATE_FILE).read_text())
-    if state["num_processes"] != accelerator.num_processes:
-        raise CheckpointError(
-            f"{path} was written by {state['num_processes']} process(es); "
-            f"resume it with the same number (this run has {accelerator.num_processes})"
-        )
+    now = run_state(accelerator, state["global_step"])
+    for key, flag in MUST_MATCH.items():
+        if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
+            raise CheckpointError(
+                f"{path} was written with {key} {state[key]}, this run has {now[key]}: resume with {flag} {state[key]}"
+            )
     accelerator.load_state(str(path))
     rng_file = path / f"data_rng_{accelerator.process_index}.safetensors"
     if not rng_file.is_file():
@@ -97,7 +116,7 @@ def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, em
     data_generator.set_state(load_file(str(rng_file))["state"])
     if ema is not None:
         ema.load(path)
-    return int(state["global_step"])
+    return state
 
 
 def rotate_checkpoints(run_dir: Path, keep: int | None, protect: Path | None = None) -> list[Path]:

@@ -48,8 +48,13 @@ class PreemptionGuard:
         return agreed > 0
 
 
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line that continues this run: the same arguments plus `--resume_from_checkpoint latest`."""
+REPLACED = ("--resume_from_checkpoint", "--mixed_precision")
+
+
+def resume_command(num_processes: int = 1, mixed_precision: str = "no", argv: list[str] | None = None) -> str:
+    """The command line that continues this run on this machine: the same arguments, the same process count
+    and precision (`sys.argv` does not show what was given to `accelerate launch`), and
+    `--resume_from_checkpoint latest`."""
     args = list(sys.argv if argv is None else argv)
     script, rest = args[0], args[1:]
     kept, skip = [], False
@@ -57,10 +62,14 @@ def resume_command(argv: list[str] | None = None) -> str:
         if skip:
             skip = False
             continue
-        if arg == "--resume_from_checkpoint":
+        if arg in REPLACED:
             skip = True
             continue
-        if arg.startswith("--resume_from_checkpoint="):
+        if arg.startswith(tuple(f"{flag}=" for flag in REPLACED)):
             continue
         kept.append(arg)
-    return shlex.join(["accelerate", "launch", script, *kept, "--resume_from_checkpoint", "latest"])
+    launcher = ["accelerate", "launch"]
+    if num_processes > 1:
+        launcher += ["--multi_gpu", "--num_processes", str(num_processes)]
+    resume = ["--mixed_precision", mixed_precision, "--resume_from_checkpoint", "latest"]
+    return shlex.join([*launcher, script, *kept, *resume])

@@ -20,8 +20,8 @@ from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
 from ..errors import ConfigError, Preempted, TrainingError
-from ..losses import loss_means, vae_loss
-from ..models import VAE, WEIGHTS_NAME, get_preset, load_model, save_model, sha256_file
+from ..losses import LossTerms, loss_means, vae_loss
+from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, save_model, sha256_file
 from . import checkpoints
 from .ema import EMA
 from .monitor import TERMS, LossWindow, NonFiniteLoss
@@ -56,6 +56,17 @@ def resolve_parent(config: Config) -> Parent | None:
     return Parent(path.resolve(), sha256_file(path))
 
 
+def load_parent(path: Path, preset: Preset) -> VAE:
+    """The clear stage's weights, which must be of the preset this stage trains."""
+    parent = load_model(path)
+    if parent.preset != preset:
+        raise ConfigError(
+            f"{path} holds preset {parent.preset.name!r} but this stage trains {preset.name!r}: "
+            f"pass --preset {parent.preset.name}, or start from weights of preset {preset.name!r}"
+        )
+    return parent
+
+
 def data_summary(data: TrainingData, accelerator: Accelerator) -> tuple[list[str], list[str], int]:
     """(skipped files, padded files, image count) over all processes."""
     if data.summary_is_global:
@@ -87,6 +98,8 @@ class Trainer:
         self.parent = resolve_parent(config)
         set_seed(t.seed, device_specific=True)
         model = VAE(get_preset(config.model.preset))
+        if self.parent is not None:
+            model.load_state_dict(load_parent(self.parent.path, model.preset).state_dict())
         if config.data.crop_size != model.preset.image_size:
             raise ConfigError(
                 f"crop_size {config.data.crop_size} does not fit preset {model.preset.name!r}, whose tiles are "
@@ -101,8 +114,6 @@ class Trainer:
         )
         check_output_dir(self.run_dir, needed)
         self.build_data()
-        if self.parent is not None:
-            model.load_state_dict(load_model(self.parent.path).state_dict())
         memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         model = model.to(self.accelerator.device, memory_format=memory_format)
         if self.accelerator.device.type == "cuda":
@@ -118,6 +129,8 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.first_batch_sum: torch.Tensor | None = None
         self.bad_steps = 0
+        self.window_sum: torch.Tensor | None = None  # loss terms of the accumulation window so far
+        self.window_count = 0
         self.history: list[dict[str, float]] = []  # every logged window, for benchmarks and tests
         self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
 
@@ -172,12 +185,14 @@ class Trainer:
             )
             return
         if path is not None:
-            self.global_step = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema)
+            state = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema)
+            self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
             self.resumed_from = path
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
 
     def train_step(self) -> torch.Tensor | None:
-        """One micro-batch; returns the loss terms, or None for an optimizer step skipped as non-finite."""
+        """One micro-batch. At the last one of an accumulation window, returns the window's mean loss terms,
+        or None when its optimizer step was skipped as non-finite; before that, None."""
         acc, c = self.accelerator, self.config
         with acc.accumulate(self.model):
             source, target = self.next_batch()
@@ -185,7 +200,8 @@ class Trainer:
                 self.first_batch_sum = source.detach().double().sum()
             terms = vae_loss(c.loss, self.model(source), target, self.global_step, self.loss_means)
             acc.backward(terms.loss)
-            if acc.sync_gradients and c.train.max_bad_steps and not self.all_finite(terms.loss):
+            window = self.accumulate_terms(terms)
+            if window is not None and c.train.max_bad_steps and not self.all_finite(window[0]):
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skip_bad_step()
                 return None
@@ -196,7 +212,18 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None and acc.sync_gradients:
                 self.ema.update(acc.unwrap_model(self.model))
-        return torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
+        return window
+
+    def accumulate_terms(self, terms: LossTerms) -> torch.Tensor | None:
+        """Sum every micro-batch's terms, so a NaN in any of them is seen; their mean at the window's end."""
+        stacked = torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
+        self.window_sum = stacked if self.window_sum is None else self.window_sum + stacked
+        self.window_count += 1
+        if not self.accelerator.sync_gradients:
+            return None
+        mean = self.window_sum / self.window_count
+        self.window_sum, self.window_count = None, 0
+        return mean
 
     def all_finite(self, loss: torch.Tensor) -> bool:
         """Agreed across processes (costs a synchronisation, hence only with --max_bad_steps)."""
@@ -220,7 +247,9 @@ class Trainer:
             )
 
     def save_checkpoint(self) -> None:
-        checkpoints.save_checkpoint(self.accelerator, self.run_dir, self.global_step, self.generator, self.ema)
+        checkpoints.save_checkpoint(
+            self.accelerator, self.run_dir, self.global_step, self.generator, self.ema, self.bad_steps
+        )
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
 
@@ -274,7 +303,7 @@ class Trainer:
     def stop_for_signal(self, signum: int, window: LossWindow, progress: tqdm) -> None:
         self.flush_logs(window, progress)  # never checkpoint weights that followed a NaN
         self.save_checkpoint()
-        command = resume_command()
+        command = resume_command(self.accelerator.num_processes, self.accelerator.mixed_precision)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         raise Preempted(

@@ -59,19 +59,24 @@ def _restore(accelerator, model, inputs: torch.Tensor, batch_size: int) -> torch
     return torch.cat(out)
 
 
+def share(n: int, rank: int, num_processes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank `rank`'s sample indices (every `num_processes`-th) and which are real, not padding.
+
+    Every rank gets the same count, as `gather` needs; padding repeats the last sample and is dropped
+    after gathering, so every sample counts exactly once whatever the number of processes.
+    """
+    idx = torch.arange(rank, -(-n // num_processes) * num_processes, num_processes)
+    return idx.clamp(max=n - 1), idx < n
+
+
 @torch.no_grad()
 def run_validation(accelerator, model, val: ValidationSet, batch_size: int = 64):
-    """Mean metrics over the whole set and, on the main process, the comparison grid.
-
-    Each process restores its share; the gathered results keep the set's order, padding dropped,
-    so every sample counts exactly once whatever the number of processes.
-    """
-    n = len(val.targets)
-    with accelerator.split_between_processes(list(range(n)), apply_padding=True) as mine:
-        idx = torch.tensor(mine, dtype=torch.long)
+    """Mean metrics over the whole set and, on the main process, the comparison grid."""
+    idx, real = share(len(val.targets), accelerator.process_index, accelerator.num_processes)
     restored = _restore(accelerator, model, val.inputs[idx], batch_size)
     local = compute_metrics(restored, val.targets[idx].to(accelerator.device))
-    metrics = {k: accelerator.gather(v)[:n].mean().item() for k, v in local.items()}
+    keep = accelerator.gather(real.to(accelerator.device))
+    metrics = {k: accelerator.gather(v)[keep].mean().item() for k, v in local.items()}
     grid = None
     if accelerator.is_main_process:
         shown = slice(0, GRID_ROWS)

@@ -1,0 +1,98 @@
+"""What a run carries between steps, stages and resumes: accumulated losses, the parent's preset,
+the settings a checkpoint was written with, and the validation set's split between processes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import vae_restore.training.trainer as trainer_module
+from vae_restore.config import Config
+from vae_restore.errors import CheckpointError, ConfigError, TrainingError
+from vae_restore.models import VAE, get_preset, save_model
+from vae_restore.training import fit_in_process
+from vae_restore.training.validation import share
+
+from .conftest import write_images
+
+
+def config_for(tmp_path, **train) -> Config:
+    data = tmp_path / "images"
+    if not data.exists():
+        write_images(data, 3, size=(140, 150))
+    config = Config()
+    config.train = replace(
+        config.train,
+        **{
+            "stage": "clear",
+            "output_dir": str(tmp_path / "out"),
+            "max_train_steps": 2,
+            "logging_steps": 1,
+            "validation_steps": 1000,
+            "checkpointing_steps": 1000,
+            "report_to": "none",
+            "train_batch_size": 2,
+            **train,
+        },
+    )
+    config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)
+    return config.validate()
+
+
+@pytest.fixture
+def nan_at_call(monkeypatch):
+    """Make the loss of the given micro-batch (1-based, counted over the process) NaN."""
+    calls = {"n": 0, "bad": set()}
+    original = trainer_module.vae_loss
+
+    def vae_loss(*args, **kwargs):
+        calls["n"] += 1
+        terms = original(*args, **kwargs)
+        return terms._replace(loss=terms.loss * float("nan")) if calls["n"] in calls["bad"] else terms
+
+    monkeypatch.setattr(trainer_module, "vae_loss", vae_loss)
+    return calls["bad"]
+
+
+def test_a_nan_in_an_early_micro_batch_stops_the_run(tmp_path, nan_at_call):
+    torch.set_num_threads(1)
+    nan_at_call.add(3)  # the first of step 2's two micro-batches
+    with pytest.raises(TrainingError, match="at step 2"):
+        fit_in_process(config_for(tmp_path, gradient_accumulation_steps=2))
+
+
+def test_a_skipped_step_is_counted_across_a_resume(tmp_path, nan_at_call):
+    torch.set_num_threads(1)
+    nan_at_call.add(3)
+    accumulate = {"gradient_accumulation_steps": 2, "max_bad_steps": 1, "checkpointing_steps": 2}
+    first = fit_in_process(config_for(tmp_path, **accumulate))
+    assert first.bad_steps == 1 and first.global_step == 2
+    assert all(torch.isfinite(p).all() for p in first.weights().parameters())
+    state = json.loads((tmp_path / "out" / "clear" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["bad_steps"] == 1 and state["gradient_accumulation_steps"] == 2
+
+    resumed = fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest", **accumulate))
+    assert resumed.global_step == 3 and resumed.bad_steps == 1
+    assert json.loads((tmp_path / "out" / "clear" / "config.json").read_text())["bad_steps"] == 1
+
+    with pytest.raises(CheckpointError, match="gradient_accumulation_steps 2"):
+        fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest", checkpointing_steps=2))
+
+
+def test_stage_distorted_refuses_a_parent_of_another_preset(tmp_path):
+    save_model(VAE(get_preset("residual")), tmp_path / "parent.safetensors")
+    config = config_for(tmp_path, stage="distorted", init_from=str(tmp_path / "parent.safetensors"))
+    with pytest.raises(ConfigError, match="holds preset 'residual' but this stage trains 'original'"):
+        fit_in_process(config)
+
+
+@pytest.mark.parametrize("num_processes", [1, 2, 3, 4, 8])
+def test_validation_shares_count_every_sample_once(num_processes):
+    for n in range(1, 21):
+        shares = [share(n, rank, num_processes) for rank in range(num_processes)]
+        assert len({len(idx) for idx, _ in shares}) == 1, "gather needs equal shares"
+        real = torch.cat([idx[keep] for idx, keep in shares])
+        assert sorted(real.tolist()) == list(range(n))
