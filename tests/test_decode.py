@@ -77,6 +77,20 @@ def test_sixteen_bit_greyscale_png_scales_to_eight_bits(tmp_path):
     assert (rgb == rgb[..., :1]).all()
 
 
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([0.0, 0.5, 1.0, 1.02], [0, 128, 255, 255]),  # [0, 1] data slightly overshooting: clipped, not darkened
+        ([0.0, 0.5, 1.0, 1.5], [0, 128, 255, 255]),  # the tolerance itself is still [0, 1]
+        ([0.0, 100.0, 200.0, 255.0], [0, 100, 200, 255]),  # 0-255 data
+    ],
+)
+def test_float_tiff_scales_by_its_range(tmp_path, values, expected):
+    image = Image.fromarray(np.array([values], dtype=np.float32))  # mode F
+    rgb = decode_rgb(save(image, tmp_path / "f.tif"))
+    assert rgb[0, :, 0].tolist() == expected and (rgb == rgb[..., :1]).all()
+
+
 def png_rgb16(path: Path, pixels: np.ndarray) -> Path:
     """A 16-bit-per-channel RGB PNG written by hand (PIL cannot write one)."""
     h, w, _ = pixels.shape

@@ -63,12 +63,29 @@ def test_original_naming_pairs_by_the_longest_clear_stem(tmp_path):
 def test_longest_prefix_wins_when_one_clear_stem_prefixes_another(tmp_path):
     touch_images(tmp_path / "clear", ["img1.png", "img12.png"])
     touch_images(tmp_path / "distorted", ["img12_noise.png", "img1_noise.png", "img123.png"])
-    pairs = dict((d, c) for c, d in names(find_records(tmp_path), tmp_path))
-    assert pairs == {
-        "distorted/img12_noise.png": "clear/img12.png",
-        "distorted/img1_noise.png": "clear/img1.png",
-        "distorted/img123.png": "clear/img12.png",
-    }
+    with pytest.raises(DataError, match=r"1 file\(s\)") as e:
+        find_records(tmp_path)
+    assert "distorted/img123.png" in str(e.value)  # img12 is not its clear file: 123 is another number
+    pairs = dict((d, c) for c, d in names(find_records(tmp_path, allow_unpaired=True), tmp_path))
+    assert pairs == {"distorted/img12_noise.png": "clear/img12.png", "distorted/img1_noise.png": "clear/img1.png"}
+
+
+def test_a_clear_stem_never_claims_a_longer_number(tmp_path):
+    touch_images(tmp_path / "clear", ["img1.png", "img2.png"])
+    touch_images(tmp_path / "distorted", ["img1_blur.png", "img10_blur.png", "img2_blur.png"])
+    with pytest.raises(DataError) as e:
+        find_records(tmp_path)
+    assert "distorted/img10_blur.png" in str(e.value) and "img1_blur" not in str(e.value)
+
+
+def test_same_name_data_missing_a_clear_file_names_it_instead_of_pairing_by_prefix(tmp_path):
+    files = [f"img{i}.png" for i in range(1, 11)]
+    touch_images(tmp_path / "clear", files[:-1])
+    touch_images(tmp_path / "distorted", files)
+    assert detect_layout(tmp_path) == "same_name"
+    with pytest.raises(DataError, match=r"1 file\(s\).*no partner of the same name") as e:
+        find_records(tmp_path)
+    assert "distorted/img10.png" in str(e.value)
 
 
 def test_same_stem_in_sub_folders_pairs_within_the_same_sub_folder(tmp_path):

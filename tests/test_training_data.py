@@ -157,6 +157,20 @@ def test_bad_files_are_skipped_and_named_unless_strict(tmp_path):
     assert "empty.png" in str(e.value)
 
 
+def test_embedded_training_data_checks_and_reports_its_val_data(tmp_path):
+    write_images(tmp_path, 2)
+    write_images(tmp_path, 1, size=(40, 90), seed=3, names=["tiny.png"])
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    cfg = DataConfig(train_data=None, val_data=str(tmp_path))
+    data = load_training_data(cfg, 0)
+    assert [p.rsplit("/", 1)[1] for p in data.padded] == ["tiny.png"]
+    assert len(data.skipped) == 1 and "broken.png" in data.skipped[0]
+    cfg.strict_data = True
+    with pytest.raises(DataError, match=r"unreadable file\(s\) and strict_data is on") as e:
+        load_training_data(cfg, 0)
+    assert "broken.png" in str(e.value)
+
+
 def test_disk_cache_remembers_what_it_skipped(tmp_path):
     write_images(tmp_path / "d", 3)
     (tmp_path / "d" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
@@ -166,6 +180,21 @@ def test_disk_cache_remembers_what_it_skipped(tmp_path):
     assert first.skipped == second.skipped and any("broken.png" in s for s in second.skipped)
     index = json.loads(next((tmp_path / "c").glob("pixels-*/index.json")).read_text())
     assert len(index["skipped"]) == 1
+
+
+def test_disk_cache_names_skipped_files_where_they_are_now_after_the_data_moves(tmp_path, monkeypatch):
+    write_images(tmp_path / "d", 3)
+    (tmp_path / "d" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    load_training_data(config(tmp_path / "d", pixel_cache="disk"), 0, cache_dir=tmp_path / "c")
+    (tmp_path / "d").rename(tmp_path / "moved")
+
+    def refuse(path):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(build, "decode_rgb", refuse)  # the cache (keyed by contents) is reused
+    moved = load_training_data(config(tmp_path / "moved", pixel_cache="disk"), 0, cache_dir=tmp_path / "c")
+    assert len(moved.skipped) == 1 and str(tmp_path / "moved" / "broken.png") in moved.skipped[0]
+    assert str(tmp_path / "d") not in moved.skipped[0]
 
 
 def test_paired_images_of_different_sizes_are_skipped_with_both_names(tmp_path):

@@ -7,10 +7,12 @@ becomes a `DataError` that names the file, so callers can skip it or stop, never
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -20,6 +22,8 @@ from ..errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# float data maxing out at or below this is [0, 1] (overshoot from resampling or HDR clipped), above it 0-255
+FLOAT_UNIT_MAX = 1.5
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,10 +34,14 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
 
 
 def _wide_gray(image: Image.Image) -> np.ndarray:
-    """16/32-bit integer and float greyscale scaled to 8 bits (an `I` image above 255 is taken as 16-bit)."""
+    """16/32-bit integer and float greyscale scaled to 8 bits (an `I` image above 255 is taken as 16-bit).
+
+    A float image is [0, 1] data up to a maximum of `FLOAT_UNIT_MAX`, so one pixel slightly above 1
+    does not switch the whole image to a 0-255 scale (and make it almost black).
+    """
     array = np.asarray(image, dtype=np.float64)
     if image.mode == "F":
-        scale = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
+        scale = 1.0 if array.max(initial=0.0) <= FLOAT_UNIT_MAX else 255.0
     elif image.mode in SIXTEEN_BIT_MODES or array.max(initial=0) > 255:
         scale = 65535.0
     else:
@@ -53,17 +61,39 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _decode(path: str | os.PathLike) -> np.ndarray:
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pil_limit(max_pixels: int | None):
+    """PIL reads its limit from a module global: set it to the caller's limit while one file decodes."""
+    if max_pixels is None:
+        yield
+        return
+    with _PIL_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+        with _pil_limit(max_pixels), Image.open(path) as image:
+            if image.width * image.height > (limit or float("inf")):
                 raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels")
             image.load()
             rgb = to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if max_pixels is None:
+            limit_name, advice = "PIL's decompression-bomb limit", "raise PIL.Image.MAX_IMAGE_PIXELS"
+        else:
+            limit_name, advice = "the limit", "raise --max_pixels (Restorer's max_pixels)"
         raise DataError(
-            f"{path}: refused, larger than PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels ({e}); "
-            "downscale the file or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+            f"{path}: refused, larger than {limit_name} of {limit} pixels ({e}); "
+            f"downscale the file or {advice} if you trust it"
         ) from None
     except Exception as e:  # any decoder failure on a bad file is that file's problem, not the run's
         reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else f"{type(e).__name__}: {e}"
@@ -73,11 +103,14 @@ def _decode(path: str | os.PathLike) -> np.ndarray:
     return rgb
 
 
-def decode_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read `path` into RGB uint8; a corrupt, truncated, empty or oversized file raises `DataError` naming it."""
+def decode_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read `path` into RGB uint8; a corrupt, truncated, empty or oversized file raises `DataError` naming it.
+
+    `max_pixels` replaces PIL's decompression-bomb limit for this file: the restore command's --max_pixels.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(path)
+        return _decode(path, max_pixels)
 
 
 def default_workers() -> int:

@@ -1,8 +1,10 @@
 """A decoded-pixel cache on disk, keyed by the files' content hashes and memory-mapped by every process.
 
 `<cache_dir>/pixels-<key>/` holds `clear.u8` (and `distorted.u8` for pairs), raw RGB bytes, and
-`index.json` (sizes, what was skipped or padded). It is built in a temporary folder and renamed
-into place, so a folder that exists is complete. A second run over the same bytes skips decoding.
+`index.json` (sizes, what was skipped or padded, by record index: the key covers contents, not
+paths, so a moved dataset reuses the cache and its messages must name the files where they are
+now). It is built in a temporary folder and renamed into place, so a folder that exists is
+complete. A second run over the same bytes skips decoding.
 
 Hashing every file each run would cost a full read of the data, so `hashes.json` remembers each
 file's digest with its size and modification time and rehashes only files whose stat changed.
@@ -29,7 +31,7 @@ from .files import ImageRecord
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 HASH_MEMO = "hashes.json"
 CHUNK = 1 << 20
 
@@ -100,15 +102,40 @@ def _map(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.memmap(path, dtype=np.uint8, mode="c").reshape(-1, 3))
 
 
-def open_cache(folder: Path) -> CachedPixels | None:
-    """The cache in `folder`, or None when there is none (or it is from another format version)."""
+def _path_slots(record: ImageRecord) -> list[tuple[str, str]]:
+    """(placeholder, path) of a record's files, longest path first so one path inside another stays intact."""
+    slots = [("{clear}", str(record.clear))] + ([("{distorted}", str(record.distorted))] if record.distorted else [])
+    return sorted(slots, key=lambda slot: -len(slot[1]))
+
+
+def _skip_entries(records: list[ImageRecord], report: DecodeReport) -> list[tuple[int, str]]:
+    """(record index, message with the record's paths as placeholders) for each skipped record."""
+    kept = set(report.kept)
+    dropped = [i for i in range(len(records)) if i not in kept]  # decode_into reports skips in record order
+    entries = []
+    for i, message in zip(dropped, report.skipped, strict=True):
+        for slot, path in _path_slots(records[i]):
+            message = message.replace(path, slot)
+        entries.append((i, message))
+    return entries
+
+
+def _skip_message(record: ImageRecord, template: str) -> str:
+    for slot, path in _path_slots(record):
+        template = template.replace(slot, path)
+    return template
+
+
+def open_cache(folder: Path, records: list[ImageRecord]) -> CachedPixels | None:
+    """The cache in `folder` for `records`, or None when there is none (or it is from another format version)."""
     index_path = folder / "index.json"
     if not index_path.is_file():
         return None
     index = json.loads(index_path.read_text())
     if index.get("format") != CACHE_FORMAT:
         return None
-    report = DecodeReport(index["kept"], index["heights"], index["widths"], index["skipped"], index["padded"])
+    skipped = [_skip_message(records[i], template) for i, template in index["skipped"]]
+    report = DecodeReport(index["kept"], index["heights"], index["widths"], skipped, index["padded"])
     distorted = _map(folder / "distorted.u8") if index["paired"] else None
     return CachedPixels(folder, _map(folder / "clear.u8"), distorted, report)
 
@@ -129,16 +156,16 @@ def build_cache(folder: Path, records: list[ImageRecord], min_side: int) -> Cach
             clear_sink.finish()
             if distorted_sink is not None:
                 distorted_sink.finish()
-        index = {"format": CACHE_FORMAT, "paired": paired, **vars(report)}
+        index = {"format": CACHE_FORMAT, "paired": paired, **vars(report), "skipped": _skip_entries(records, report)}
         (tmp / "index.json").write_text(json.dumps(index))
         try:
             tmp.rename(folder)
         except OSError:  # another machine sharing this folder finished first; its copy is identical
-            if open_cache(folder) is None:
+            if open_cache(folder, records) is None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cached = open_cache(folder)
+    cached = open_cache(folder, records)
     if cached is None:
         raise DataError(f"pixel cache {folder} could not be read back after building it")
     return cached
@@ -148,7 +175,7 @@ def cached_pixels(records: list[ImageRecord], min_side: int, cache_dir: Path) ->
     """Open the cache for exactly these files' contents, building it first when it is missing."""
     digests = content_digests([p for r in records for p in (r.clear, r.distorted) if p is not None], cache_dir)
     folder = cache_dir / f"pixels-{cache_key(records, min_side, digests)}"
-    cached = open_cache(folder)
+    cached = open_cache(folder, records)
     if cached is not None:
         return cached
     return build_cache(folder, records, min_side)

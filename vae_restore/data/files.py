@@ -76,7 +76,11 @@ def _manifest_in(folder: Path) -> Path | None:
 
 
 def detect_layout(path: Path) -> str:
-    """The layout of `path`: a manifest file or a folder holding one, paired sub-folders, else clear-only."""
+    """The layout of `path`: a manifest file or a folder holding one, paired sub-folders, else clear-only.
+
+    Paired sub-folders are `same_name` when more than half the distorted files have a clear file of the
+    same relative path, so a few missing clear files are reported by name rather than paired by prefix.
+    """
     if path.is_file():
         if path.suffix.lower() in (".csv", ".jsonl"):
             return "manifest"
@@ -90,7 +94,9 @@ def detect_layout(path: Path) -> str:
         return "clear_only"
     clear, distorted = dirs
     names = lambda folder: {p.relative_to(folder) for p in list_images(folder)}  # noqa: E731
-    return "same_name" if names(clear) == names(distorted) else "stem_prefix"
+    distorted_names = names(distorted)
+    shared = len(distorted_names & names(clear))
+    return "same_name" if 2 * shared > len(distorted_names) else "stem_prefix"
 
 
 def find_records(folder: str | Path, layout: str = "auto", allow_unpaired: bool = False) -> list[ImageRecord]:

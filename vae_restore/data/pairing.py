@@ -52,8 +52,10 @@ def pair_same_name(clear_dir: Path, distorted_dir: Path) -> Pairing:
 
 
 def _longest_clear_stem(stem: str, by_stem: dict[str, list[Path]]) -> str | None:
+    """The longest clear stem starting `stem` that does not cut a number in two (`img1` never claims `img10`)."""
     for end in range(len(stem), 0, -1):
-        if stem[:end] in by_stem:
+        splits_number = end < len(stem) and stem[end - 1].isdigit() and stem[end].isdigit()
+        if stem[:end] in by_stem and not splits_number:
             return stem[:end]
     return None
 
@@ -62,7 +64,8 @@ def pair_stem_prefix(clear_dir: Path, distorted_dir: Path) -> Pairing:
     """The original project's naming: a distorted stem is its clear stem plus extra text.
 
     The longest clear stem that prefixes the distorted stem wins, so `image (12)_blur` pairs with
-    `image (12)`, never with `image (1)`. One clear image may have many distorted versions. When
+    `image (12)`, never with `image (1)`; a prefix that ends inside a number does not count, so
+    `img10` never pairs with `img1`. One clear image may have many distorted versions. When
     sub-folders hold clear files of the same stem, the one in the same relative folder is used.
     """
     by_stem: dict[str, list[Path]] = {}

@@ -188,7 +188,11 @@ def _check_strict(config: DataConfig, skipped: list[str]) -> None:
 
 def _embedded(config: DataConfig, seed: int, device: torch.device, shard: Shard) -> TrainingData:
     images = load_image_set(None)
-    val = load_image_set(config.val_data, config.data_layout, config.allow_unpaired) if config.val_data else None
+    val = None
+    if config.val_data:
+        val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired)
+        val = decode_records(val_records, config.crop_size)
+        _check_strict(config, val.skipped)
     train, held = (images, val) if val is not None else split_train_val(images, config.val_fraction, seed)
     mine = train.subset(shard.indices(len(train)))
     target = place(PixelBank(mine.clear, config.crop_size), device)
