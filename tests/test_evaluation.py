@@ -89,6 +89,16 @@ def test_paired_folder_scores_the_distorted_files(checkpoint, tmp_path):
         assert (int(row["width"]), int(row["height"])) == (131, 140)
 
 
+def test_an_image_too_small_for_ssim_is_skipped_and_reported(checkpoint, tmp_path):
+    data = tmp_path / "clear"
+    write_images(data, 2, size=(40, 48), seed=6)
+    Image.new("RGB", (9, 5), (90, 120, 30)).save(data / "tiny.png")
+    summary, rows = run(checkpoint, data, tmp_path / "out", distortion="blur", num_comparisons=0)
+    assert [r["image"] for r in rows] == ["img_000.png", "img_001.png"] and summary["num_images"] == 2
+    assert len(summary["skipped"]) == 1 and "tiny.png: 9x5 is too small" in summary["skipped"][0]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped"] == summary["skipped"]
+
+
 def test_data_and_distortion_must_agree(checkpoint, clear_folder, tmp_path):
     with pytest.raises(ConfigError, match="--distortion NAME"):
         run(checkpoint, clear_folder, tmp_path / "x")

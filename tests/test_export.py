@@ -16,11 +16,12 @@ import torch
 from export.onnx import main as export_main
 from vae_restore import load_model
 from vae_restore.checksums import sha256_file
-from vae_restore.errors import ExportError
+from vae_restore.errors import CheckpointError, ExportError
 from vae_restore.export import pipeline
 from vae_restore.export.onnx_export import build_module
 from vae_restore.export.pipeline import export_onnx
 from vae_restore.export.validate import real_tiles
+from vae_restore.inference import Restorer
 
 from .conftest import REPO, subprocess_env
 from .onnx_models import exported_model, random_weights
@@ -97,9 +98,15 @@ def test_fp16_export_passes_its_own_gate_and_is_half_the_size(tmp_path, exported
     assert cpu_session(result.model).get_inputs()[0].type == "tensor(float)"
 
 
-def test_decoder_part_takes_latent_and_skips(tmp_path):
-    weights = random_weights(tmp_path / "run")
-    result = export_onnx(weights, tmp_path / "decoder.onnx", part="decoder", check_batch_sizes=(1, 2))
+@pytest.fixture(scope="module")
+def decoder_export(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("decoder")
+    weights = random_weights(folder / "run")
+    return weights, export_onnx(weights, folder / "decoder.onnx", part="decoder", check_batch_sizes=(1, 2))
+
+
+def test_decoder_part_takes_latent_and_skips(decoder_export):
+    weights, result = decoder_export
     session = cpu_session(result.model)
     assert [(i.name, i.shape[1:]) for i in session.get_inputs()] == [
         ("z", [128]),
@@ -113,6 +120,14 @@ def test_decoder_part_takes_latent_and_skips(tmp_path):
     feeds = dict(zip(("z", "s1", "s2", "s3"), (t.detach().numpy() for t in (mu, *skips)), strict=True))
     assert np.abs(session.run(None, feeds)[0] - model.restore(images).numpy()).max() <= 1e-4
     assert json.loads(result.manifest.read_text())["part"] == "decoder"
+
+
+def test_restorer_refuses_a_decoder_graph_even_unverified(decoder_export):
+    model = decoder_export[1].model
+    with pytest.raises(CheckpointError, match="'decoder' export"):
+        Restorer(model, providers="cpu")
+    with pytest.raises(ValueError, match=r"not a restoration-path export: it takes z \['batch', 128\], s1"):
+        Restorer(model, providers="cpu", verify=False)
 
 
 def test_invalid_requests_are_refused_before_exporting(tmp_path):

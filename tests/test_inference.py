@@ -6,14 +6,19 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vae_restore import load_model
 from vae_restore.errors import CheckpointError
+from vae_restore.evaluation.tiled import restore_image
+from vae_restore.export.pipeline import export_onnx
 from vae_restore.inference import CPU, CUDA, Restorer, requested_providers
+from vae_restore.models import ORIGINAL, VAE, save_model
 from vae_restore.tiling import restore_tiled
 
 from .conftest import subprocess_env
@@ -117,6 +122,25 @@ def test_decoder_export_is_refused(exported, tmp_path):
     (tmp_path / "model.onnx.json").write_text(json.dumps({**manifest, "part": "decoder"}))
     with pytest.raises(CheckpointError, match="'decoder' export"):
         Restorer(copy)
+
+
+@pytest.mark.parametrize("overlap", [-1, 128, 200])
+def test_overlap_outside_the_tile_is_a_clear_value_error(exported, overlap):
+    with pytest.raises(ValueError, match="overlap must be at least 0 and less than the tile side 128"):
+        Restorer(exported[1], providers="cpu", overlap=overlap)
+    with pytest.raises(ValueError, match="overlap must be"):
+        restore_tiled(np.zeros((200, 300, 3), np.float32), lambda tiles: tiles, overlap=overlap)
+
+
+def test_default_overlap_matches_evaluation_for_another_tile_size(tmp_path):
+    torch.manual_seed(0)
+    preset = replace(ORIGINAL, name="tile64", image_size=64, channels=(8, 8, 16, 16), hidden_dim=32, latent_dim=16)
+    model = VAE(preset).eval()
+    weights = save_model(model, tmp_path / "run" / "model.safetensors", {"stage": "test"})
+    restorer = Restorer(export_onnx(weights, tmp_path / "model.onnx", check_batch_sizes=(1,)).model, providers="cpu")
+    assert (restorer.tile, restorer.overlap) == (64, 8)
+    image = smooth_image(100, 150, seed=4).astype(np.float32) / 255.0
+    assert np.abs(restorer.restore(image) - restore_image(model, image, "cpu")).max() <= 1e-4
 
 
 def test_provider_choice():

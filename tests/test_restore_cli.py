@@ -56,7 +56,40 @@ def test_a_failing_file_is_reported_and_the_rest_continue(model_path, tmp_path, 
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["img_000.png", "img_001.png"]
     assert "restored 2 of 4" in captured.out
-    assert "broken.png: not a readable image" in captured.out and "no file matches" in captured.out
+    assert "broken.png: not a readable image" in captured.out and "no image file matches" in captured.out
+
+
+def test_globs_keep_image_files_and_named_files_are_tried(model_path, tmp_path, capsys):
+    write_images(tmp_path / "in", 1, size=(40, 40))
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "in" / "*"), "--model", str(model_path), "--output", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["img_000.png"]
+    assert "restored 1 of 1" in capsys.readouterr().out
+    notes = str(tmp_path / "in" / "notes.txt")
+    assert main(["restore", notes, "--model", str(model_path), "--output", str(tmp_path / "out2")]) == 1
+    assert "notes.txt: not a readable image" in capsys.readouterr().out
+    assert main(["restore", str(tmp_path / "in" / "*.txt"), "--model", str(model_path), "--output", str(out)]) == 1
+    assert "no image file matches" in capsys.readouterr().out
+
+
+def test_max_pixels_bounds_the_input_files(model_path, tmp_path, capsys, monkeypatch):
+    image = write_images(tmp_path / "in", 1, size=(40, 40))[0]
+    out = tmp_path / "out"
+    args = ["restore", str(image), "--model", str(model_path), "--output", str(out)]
+    assert main([*args, "--max_pixels", "1000"]) == 1
+    printed = capsys.readouterr().out
+    assert "larger than the limit of 1000 pixels" in printed and "raise --max_pixels" in printed and not out.exists()
+    with pytest.raises(ValueError, match="--max_pixels"):
+        Restorer(model_path, max_pixels=1000).restore(image)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 700)  # PIL itself would refuse 1600 pixels, over twice this
+    with pytest.raises(ValueError, match="limit of 700 pixels.*--max_pixels"):
+        Restorer(model_path).restore(image)
+    assert main([*args, "--max_pixels", "1600"]) == 0
+    assert Image.MAX_IMAGE_PIXELS == 700, "PIL's own limit is restored after decoding"
+    monkeypatch.undo()
+    assert Image.open(out / image.name).size == (40, 40)
+    assert main([*args, "--max_pixels", "0"]) == 2 and "max_pixels must be at least 1" in capsys.readouterr().err
 
 
 def test_never_writes_onto_an_input(model_path, tmp_path, capsys):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from vae_restore.evaluation.tiled import restore_image, tile_geometry, torch_tile_fn
 from vae_restore.models import ORIGINAL, VAE
-from vae_restore.tiling import restore_tiled, tile_starts
+from vae_restore.tiling import OVERLAP, TILE, default_overlap, restore_tiled, tile_starts
 
 
 class TileModel(torch.nn.Module):
@@ -85,3 +87,10 @@ def test_random_vae_shows_no_seam_beyond_its_own_texture(make):
     rows = np.abs(np.diff(restored, axis=0)).mean(axis=(1, 2))
     across_rows = boundary_columns(image.shape[0], tile, overlap)
     assert rows[across_rows].max() <= rows[np.setdiff1d(np.arange(len(rows)), across_rows)].max()
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(TILE, OVERLAP), (64, 8), (256, 32)])
+def test_evaluation_overlap_is_the_shared_default(tile, overlap):
+    model = TileModel(lambda x: x)
+    model.preset = replace(ORIGINAL, image_size=tile)
+    assert default_overlap(tile) == overlap and tile_geometry(model) == (tile, overlap)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .export.manifest import verify_model_file
-from .tiling import OVERLAP, restore_tiled
+from .tiling import check_overlap, default_overlap, restore_tiled
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 QUIET = 3  # onnxruntime log severity: errors only (start-up info and warnings are noise to users)
@@ -57,12 +57,18 @@ def requested_providers(providers: str | Sequence[str], available: Sequence[str]
     return list(providers)
 
 
-def as_float_image(image: ImageLike) -> tuple[np.ndarray, bool]:
-    """(H×W×3 float32 in [0, 1], whether the caller gets uint8 back), or a ValueError that says what is wrong."""
+def as_float_image(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """(H×W×3 float32 in [0, 1], whether the caller gets uint8 back), or a ValueError that says what is wrong.
+
+    A file over `max_pixels` (default: PIL's decompression-bomb limit) is refused with advice to raise it.
+    """
     if isinstance(image, (str, os.PathLike)):
+        from PIL import Image
+
         from .data.decode import decode_rgb
 
-        return decode_rgb(image).astype(np.float32) / 255.0, True
+        limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+        return decode_rgb(image, max_pixels=limit).astype(np.float32) / 255.0, True
     if hasattr(image, "getbands") and hasattr(image, "convert"):  # a PIL image, without importing PIL eagerly
         from .data.decode import to_rgb
 
@@ -98,6 +104,7 @@ class Restorer:
     """An onnxruntime session for a verified restoration-path export, restoring images of any size.
 
     `provider` is the provider that is ACTIVE (onnxruntime falls back silently when CUDA can't start).
+    `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does; `max_pixels` bounds image files.
     """
 
     def __init__(
@@ -105,15 +112,18 @@ class Restorer:
         path: str | os.PathLike,
         providers: str | Sequence[str] = "auto",
         batch_size: int = 16,
-        overlap: int = OVERLAP,
+        overlap: int | None = None,
         threads: int | None = None,
         verify: bool = True,
+        max_pixels: int | None = None,
     ):
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"no ONNX model at {self.path}; export one with `python -m export.onnx`")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
         self.manifest = verify_model_file(self.path) if verify else {}
         if self.manifest.get("part", "restore") != "restore":
             raise CheckpointError(
@@ -121,7 +131,7 @@ class Restorer:
                 "(export without --part)"
             )
         self.batch_size = batch_size
-        self.overlap = overlap
+        self.max_pixels = max_pixels
         self.session = self._open_session(providers, threads)
         self.providers = self.session.get_providers()
         self.provider = self.providers[0]
@@ -132,10 +142,23 @@ class Restorer:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        model_input = self.session.get_inputs()[0]
+        model_input = self._image_input()
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
         self.tile = int(model_input.shape[2])
+        self.overlap = default_overlap(self.tile) if overlap is None else overlap
+        check_overlap(self.tile, self.overlap)
+
+    def _image_input(self):
+        """The graph's one N×3×T×T `image` input; other parts (a decoder export) need their own feeds."""
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "image" or len(inputs[0].shape) != 4:
+            found = ", ".join(f"{i.name} {i.shape}" for i in inputs)
+            raise ValueError(
+                f"{self.path} is not a restoration-path export: it takes {found} instead of one 4-D 'image' "
+                "input (export without --part)"
+            )
+        return inputs[0]
 
     def _open_session(self, providers: str | Sequence[str], threads: int | None):
         ort = _import_onnxruntime()
@@ -163,7 +186,7 @@ class Restorer:
 
     def restore(self, image: ImageLike) -> np.ndarray:
         """Restore an H×W×3 image of any size; uint8 (and PIL / path) input gives uint8, float gives float32."""
-        pixels, integer = as_float_image(image)
+        pixels, integer = as_float_image(image, self.max_pixels)
         restored = restore_tiled(
             pixels, self.run_tiles, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size
         )

@@ -26,6 +26,17 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return np.linspace(0, length - tile, n).round().astype(int).tolist()
 
 
+def default_overlap(tile: int) -> int:
+    """OVERLAP scaled to the tile side, so every tile size blends over the same fraction of the tile."""
+    return tile * OVERLAP // TILE
+
+
+def check_overlap(tile: int, overlap: int) -> None:
+    """A negative overlap leaves gaps between tiles; one of `tile` or more leaves no stride to advance by."""
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be at least 0 and less than the tile side {tile}, got {overlap}")
+
+
 def blend_window(tile: int, overlap: int) -> np.ndarray:
     """T×T weights: 1 in the middle, a raised-cosine ramp down to MIN_WEIGHT over `overlap` pixels.
 
@@ -67,6 +78,7 @@ def restore_tiled(
     Memory stays bounded by the output accumulators plus one batch of tiles. Tiles are cut from and
     blended into channel-first planes, so every copy runs over contiguous rows of `tile` floats.
     """
+    check_overlap(tile, overlap)
     h, w = image.shape[:2]
     planes = np.ascontiguousarray(pad_to_tile(image, tile).transpose(2, 0, 1), dtype=np.float32)
     ph, pw = planes.shape[1:]

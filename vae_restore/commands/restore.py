@@ -1,5 +1,6 @@
 """Restore image files with an exported model on onnxruntime (no torch): files, folders and globs.
 
+Folders and globs yield image files only (by suffix); a file named explicitly is always tried.
 Each output keeps its input's name (folders keep their sub-folders) under OUT_DIR. An output that
 would land on an input is refused before anything runs; a file that fails is reported and the rest
 go on; the exit status is non-zero if any file failed.
@@ -30,19 +31,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
     parser.add_argument("--providers", default="auto", help="auto (CUDA, then CPU), cpu or cuda")
     parser.add_argument("--batch_size", type=int, default=16, help="tiles per onnxruntime call (default 16)")
+    parser.add_argument(
+        "--max_pixels",
+        type=int,
+        metavar="N",
+        help="refuse image files over N pixels (default: PIL's decompression-bomb limit, about 89.5 million)",
+    )
 
 
 def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
     """Expand INPUTs into (source, target) jobs; inputs that match nothing come back as failure messages."""
+    from ..data.decode import IMAGE_SUFFIXES
     from ..data.files import list_images
     from ..errors import DataError
 
     jobs, failures = [], []
     for item in inputs:
         if GLOB_CHARS & set(item) and not Path(item).exists():
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found = (Path(p) for p in glob.glob(item, recursive=True))
+            matches = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not matches:
-                failures.append(f"{item}: no file matches this pattern")
+                failures.append(f"{item}: no image file matches this pattern")
             jobs += [Job(p, output / p.name) for p in matches]
         elif Path(item).is_dir():
             try:
@@ -89,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     try:
-        restorer = Restorer(args.model, providers=args.providers, batch_size=args.batch_size)
+        restorer = Restorer(
+            args.model, providers=args.providers, batch_size=args.batch_size, max_pixels=args.max_pixels
+        )
     except (ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import torch
 from ..data.decode import decode_rgb
 from ..data.files import find_records
 from ..errors import ConfigError, DataError
+from ..metrics import SSIM_WINDOW
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,14 @@ def to_unit(image: np.ndarray) -> np.ndarray:
 
 
 def load_pair(item: EvalItem, distortion: str | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(input, clear) as H×W×3 float64 in [0, 1]; synthetic inputs are rounded to 8 bits, like a saved file."""
+    """(input, clear) as H×W×3 float64 in [0, 1]; synthetic inputs are rounded to 8 bits, like a saved file.
+
+    An image smaller than the SSIM window is a `DataError`, refused before any distortion runs on it.
+    """
     clear = decode_rgb(item.clear)
+    h, w = clear.shape[:2]
+    if min(h, w) < SSIM_WINDOW:
+        raise DataError(f"{item.clear}: {w}x{h} is too small to score (SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} pixels)")
     if item.distorted is not None:
         distorted = decode_rgb(item.distorted)
         if distorted.shape != clear.shape:

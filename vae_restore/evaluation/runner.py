@@ -84,7 +84,7 @@ def score_item(model, device, item: EvalItem, options: EvalOptions, output: Path
 
 
 def score_share(accelerator, model, items: list[EvalItem], options: EvalOptions, output: Path):
-    """This process's rows; an unreadable image is skipped and reported rather than stopping every process."""
+    """This process's rows; an unreadable or unscorable image is skipped and reported, not fatal to every process."""
     from tqdm.auto import tqdm
 
     rows, skipped = [], []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..tiling import OVERLAP, TILE, TileFn, restore_tiled
+from ..tiling import TileFn, default_overlap, restore_tiled
 
 
 def torch_tile_fn(model, device: str | torch.device) -> TileFn:
@@ -19,9 +19,9 @@ def torch_tile_fn(model, device: str | torch.device) -> TileFn:
 
 
 def tile_geometry(model) -> tuple[int, int]:
-    """The model's input side, and an overlap in the same proportion as the default 32 of 128."""
+    """The model's input side, and the overlap the Restorer uses for it (16 of 128, in proportion)."""
     tile = model.preset.image_size
-    return tile, tile * OVERLAP // TILE
+    return tile, default_overlap(tile)
 
 
 def restore_image(model, image: np.ndarray, device: str | torch.device, batch_size: int = 16) -> np.ndarray:
