@@ -115,8 +115,9 @@ def load_engine(engine: str, weights: Path, model_path: Path, device: str, threa
         else:
             fn, provider = _onnxruntime_engine(model_path, device, threads)
         fn(np.random.default_rng(0).random((tile_batch, 3, TILE, TILE), dtype=np.float32))
-    except (RuntimeError, ValueError, AssertionError) as e:
-        fn, provider = None, f"unavailable ({str(e).splitlines()[0][:80]})"
+    except Exception as e:  # an initialiser that raises is restarted forever by the pool: it would hang
+        reason = (str(e).splitlines() or [""])[0][:80]
+        fn, provider = None, f"unavailable ({type(e).__name__}: {reason})"
     _WORKER.update(fn=fn, provider=provider, rss_loaded=_status_mib("VmRSS"))
 
 

@@ -6,6 +6,7 @@ validation logic): the first logging window is the warm-up (and compilation), th
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
@@ -54,8 +55,7 @@ def trainer_throughput(
     )
     sigma = config.data.noise_sigma if mixture_yaml else (25.0, 25.0)
     config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=sigma)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    fresh_start()
     trainer = fit_in_process(config.validate())
     measured = trainer.history[1]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
@@ -69,6 +69,20 @@ def trainer_throughput(
         "timed_steps": steps,
         "gpu_memory_peak_gib": peak,
     }
+
+
+def fresh_start() -> None:
+    """Every row starts from an empty compiler cache and free GPU memory.
+
+    Each Accelerator wraps the model's forward in its own autocast, so every compiled trainer compiles
+    anew, and graphs of trainers already gone still count towards dynamo's recompile limit (8): without
+    a reset, later rows would silently run eager, or with a dynamic-batch graph, under a compiled label.
+    """
+    torch.compiler.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def run_throughput(
@@ -97,20 +111,23 @@ def run_throughput(
         "rows": [],
     }
     reference = reference_throughput(files, device, measure_steps=reference_steps)
-    report["rows"].append(reference)
-    _print_row(reference, reference["images_per_s"])
+    _add_row(report, reference, output)
     runs = [(bs, None) for bs in batch_sizes] + [(bs, mode) for bs in compile_batch_sizes for mode in compile_modes]
     with tempfile.TemporaryDirectory() as tmp:
         for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
             for bs, mode in runs:
-                row = trainer_throughput(data, bs, steps, mixed, mode, Path(tmp), mixture)
-                report["rows"].append(row)
-                _print_row(row, reference["images_per_s"])
-    for row in report["rows"]:
-        row["ratio_to_reference"] = row["images_per_s"] / reference["images_per_s"]
+                _add_row(report, trainer_throughput(data, bs, steps, mixed, mode, Path(tmp), mixture), output)
+    return report
+
+
+def _add_row(report: dict, row: dict, output: Path | None) -> None:
+    """Print the row and rewrite the JSON at once, so a run stopped by a time limit keeps what it measured."""
+    reference = report["rows"][0]["images_per_s"] if report["rows"] else row["images_per_s"]
+    row["ratio_to_reference"] = row["images_per_s"] / reference
+    report["rows"].append(row)
+    _print_row(row, reference)
     if output is not None:
         output.write_text(json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def _print_row(row: dict, reference: float) -> None:
