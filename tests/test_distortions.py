@@ -113,8 +113,9 @@ def test_gpu_jpeg_codec_quantises_with_libjpegs_tables(quality):
     assert [got[0][0].flatten().int().tolist(), got[1][0].flatten().int().tolist()] == [luma, chroma]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", [(128, 128), (75, 100)])
-def test_gpu_jpeg_codec_does_what_pillow_does_to_photos(size):
+def test_gpu_jpeg_codec_does_what_pillow_does_to_photos(size, device):
     """The GPU path (torch, no entropy coding) against libjpeg: the same damage, to a fraction of a level."""
     from skimage import data
 
@@ -123,7 +124,7 @@ def test_gpu_jpeg_codec_does_what_pillow_does_to_photos(size):
     images = torch.from_numpy(np.stack(photos * 3)).permute(0, 3, 1, 2).contiguous()
     qualities = [10, 20, 50, 75, 90, 95]
     expected = jpeg.jpeg_roundtrip_cpu(images, qualities).float()
-    got = jpeg_codec.jpeg_roundtrip(images, torch.tensor(qualities))
+    got = jpeg_codec.jpeg_roundtrip(images.to(device), torch.tensor(qualities, device=device)).cpu()
     assert got.shape == expected.shape
     for i, q in enumerate(qualities):
         assert float((got[i] - expected[i]).abs().mean()) < 0.4, f"quality {q}"
