@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from vae_restore.cli_common import run_with_clear_errors
-from vae_restore.config import add_config_arguments, config_from_args
+from vae_restore.config import add_config_arguments, config_from_args, stage_yaml
 from vae_restore.training import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -21,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML config (default: configs/<stage>.yaml)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    stage = getattr(args, "stage", "clear")
-    config = config_from_args(args, CONFIGS / f"{stage}.yaml")
+    config = config_from_args(args, stage_yaml(CONFIGS, getattr(args, "stage", "clear")))
     train(config)
     return 0
 

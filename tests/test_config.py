@@ -1,9 +1,13 @@
 import argparse
+import subprocess
+import sys
 
 import pytest
 
-from vae_restore.config import Config, add_config_arguments, build_config, config_from_args
+from vae_restore.config import Config, add_config_arguments, build_config, config_from_args, load_yaml
 from vae_restore.errors import ConfigError
+
+from .conftest import REPO, subprocess_env
 
 
 def parse(argv, yaml_path=None):
@@ -36,6 +40,15 @@ def test_shipped_stage_configs_load():
         ({"train_batch_size": "many"}, "train_batch_size"),
         ({"optim.nonexistent": 1}, "unknown config key"),
         ({"max_train_steps": 2.5}, "expected an integer"),
+        ({"val_crops_per_image": 0}, "val_crops_per_image must be >= 1"),
+        ({"learning_rate": "-1"}, "learning_rate must be finite and > 0"),
+        ({"learning_rate": "nan"}, "learning_rate must be finite and > 0"),
+        ({"adam_beta1": "2"}, "adam_beta1 and adam_beta2 must be in"),
+        ({"adam_beta2": "-0.1"}, "adam_beta1 and adam_beta2 must be in"),
+        ({"adam_epsilon": "0"}, "adam_epsilon must be > 0"),
+        ({"seed": "-1"}, "seed must be in"),
+        ({"seed": str(2**32)}, "seed must be in"),
+        ({"lr_warmup_steps": "-5"}, "lr_warmup_steps must be >= 0"),
     ],
 )
 def test_bad_values_are_named(overrides, message):
@@ -45,3 +58,65 @@ def test_bad_values_are_named(overrides, message):
 
 def test_flat_config_has_scalar_values_for_trackers():
     assert all(isinstance(v, int | float | str | bool) for v in Config().flat().values())
+
+
+@pytest.mark.parametrize(
+    "yaml_text,message",
+    [
+        ("train:\n  mixed_precision: no\n", "quote the value, e.g. mixed_precision: 'no'"),
+        ("train:\n  output_dir: null\n", "'train.output_dir': cannot read None \\(expected a string"),
+        ("train:\n  output_dir: [a, b]\n", "'train.output_dir': cannot read \\['a', 'b'\\]"),
+        ("train:\n  report_to: {a: 1}\n", "'train.report_to': cannot read"),
+        ("train:\n  compile: 2\n", "'train.compile': cannot read 2 \\(expected true or false"),
+        ("train:\n  compile: 0.5\n", "'train.compile': cannot read 0.5"),
+        ("train:\n  compile: [1]\n", "'train.compile': cannot read \\[1\\]"),
+        ("train:\n  max_train_steps: true\n", "expected int, not a boolean"),
+        ("optim:\n  learning_rate: true\n", "expected float, not a boolean"),
+        ("data:\n  noise_sigma: [true, 5]\n", "expected float, not a boolean"),
+    ],
+)
+def test_wrong_yaml_types_are_errors_not_coerced(tmp_path, yaml_text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        build_config(path)
+
+
+def test_yaml_values_that_fit_are_accepted(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  mixed_precision: 'no'\n  compile: 1\n  channels_last: 0\n  tracker_project_name: 7\n")
+    config = build_config(path, {"learning_rate": "1e-3", "report_to": "none", "cudnn_benchmark": "no"})
+    assert config.train.mixed_precision == "no" and config.train.tracker_project_name == "7"
+    assert config.train.compile is True and config.train.channels_last is False
+    assert config.optim.learning_rate == 1e-3 and config.train.cudnn_benchmark is False
+
+
+def test_bad_yaml_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_yaml(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  seed: 1\n bad: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 3, column \d+: not valid YAML"):
+        load_yaml(path)
+
+
+def test_help_says_the_yaml_may_set_the_default():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    assert "optim.learning_rate (default: the YAML config's, else 0.001)" in help_text
+
+
+def test_unknown_stage_lists_the_stages():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "train.py"), "--stage", "bogus"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "stage must be one of ('clear', 'distorted'), got 'bogus'" in result.stderr
+    assert "does not exist" not in result.stderr

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -171,6 +173,7 @@ class Config:
             (t.max_train_steps > 0 and t.train_batch_size > 0, "max_train_steps and train_batch_size must be > 0"),
             (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (t.max_bad_steps >= 0, "max_bad_steps must be >= 0"),
+            (0 <= t.seed <= 2**32 - 1, f"seed must be in [0, 2**32 - 1] (numpy's range), got {t.seed}"),
             (t.compile_mode in COMPILE_MODES, f"compile_mode must be one of {COMPILE_MODES}, got {t.compile_mode!r}"),
             (
                 t.checkpointing_steps > 0 and t.logging_steps > 0 and t.validation_steps > 0,
@@ -188,9 +191,20 @@ class Config:
             (lo.kl_warmup_steps >= 0 and lo.ssim_weight >= 0, "kl_warmup_steps and ssim_weight must be >= 0"),
             (0.0 <= o.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0: no EMA), got {o.ema_decay}"),
             (o.optimizer in ("adam", "adamw"), f"unknown optimizer {o.optimizer!r}"),
+            (
+                math.isfinite(o.learning_rate) and o.learning_rate > 0,
+                f"learning_rate must be finite and > 0, got {o.learning_rate}",
+            ),
+            (
+                0.0 <= o.adam_beta1 < 1.0 and 0.0 <= o.adam_beta2 < 1.0,
+                f"adam_beta1 and adam_beta2 must be in [0, 1), got {o.adam_beta1}, {o.adam_beta2}",
+            ),
+            (o.adam_epsilon > 0, f"adam_epsilon must be > 0, got {o.adam_epsilon}"),
+            (o.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0"),
             (o.max_grad_norm is None or o.max_grad_norm > 0, "max_grad_norm must be > 0 (none: no clipping)"),
             (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
             (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (self.data.val_crops_per_image >= 1, "val_crops_per_image must be >= 1"),
             (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),
             (0.0 <= self.data.synthetic_ratio <= 1.0, "synthetic_ratio must be in [0, 1]"),
             (self.data.data_layout in DATA_LAYOUTS, f"data_layout must be one of {DATA_LAYOUTS}"),
@@ -222,7 +236,11 @@ def _hints(section: str) -> dict[str, Any]:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Turn YAML or command-line values into the annotated type, with an error that names the key."""
+    """Turn YAML or command-line values into the annotated type, with an error that names the key.
+
+    Strings (the command line, quoted YAML) are parsed; other YAML types must already fit, so that a YAML
+    boolean, null or list is not silently turned into "False", "None" or 1.
+    """
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
@@ -239,7 +257,15 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError("expected true or false")
                 return value.lower() in ("true", "1", "yes")
-            return bool(value)
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError("expected true or false")
+        if isinstance(value, bool) and hint is str:
+            raise ValueError("YAML reads no/yes/on/off as booleans; quote the value, e.g. mixed_precision: 'no'")
+        if isinstance(value, bool):
+            raise ValueError(f"expected {hint.__name__}, not a boolean")
+        if hint is str and not isinstance(value, str | int | float | os.PathLike):
+            raise ValueError("expected a string")
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ValueError("expected an integer")
         return hint(value)
@@ -262,9 +288,16 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: sections (`train:`, `optim:` ...) or flat leaf keys, both accepted."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     flat: dict[str, Any] = {}
@@ -294,13 +327,22 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             hint = _hints(section)[f.name]
             nargs = len(typing.get_args(hint)) if typing.get_origin(hint) is tuple else None
             metavar = "V" if nargs else f.name.upper()
+            # configs/<stage>.yaml usually sets the key, so the dataclass default alone would mislead.
+            default = "" if f.default is dataclasses.MISSING else f" (default: the YAML config's, else {f.default!r})"
             group.add_argument(
                 f"--{f.name}",
                 default=argparse.SUPPRESS,
                 nargs=nargs,
                 metavar=metavar,
-                help=f"{section}.{f.name} (default {f.default!r})" if f.default is not dataclasses.MISSING else None,
+                help=f"{section}.{f.name}{default}",
             )
+
+
+def stage_yaml(configs: str | Path, stage: str) -> Path:
+    """The stage's default YAML; the stage is checked first so a typo lists the stages, not a missing file."""
+    if stage not in STAGES:
+        raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
+    return Path(configs) / f"{stage}.yaml"
 
 
 def config_from_args(args: argparse.Namespace, default_yaml: str | Path | None) -> Config:
