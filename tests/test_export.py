@@ -88,6 +88,16 @@ def test_failing_gate_exits_nonzero_and_leaves_no_file(tmp_path, monkeypatch, ca
     assert list(output.parent.iterdir()) == []
 
 
+def test_an_opset_the_exporter_falls_back_from_is_refused(tmp_path, exported):
+    weights = random_weights(tmp_path / "run")
+    output = tmp_path / "out" / "m.onnx"
+    with pytest.raises(ExportError, match=r"produced opset \d+, not the requested 14"):
+        export_onnx(weights, output, opset=14, check_batch_sizes=(1,))
+    assert list(output.parent.iterdir()) == []
+    default_domain = [e.version for e in onnx.load(str(exported[1])).opset_import if e.domain in ("", "ai.onnx")]
+    assert default_domain == [20] == [json.loads((exported[1].parent / "model.onnx.json").read_text())["opset"]]
+
+
 def test_fp16_export_passes_its_own_gate_and_is_half_the_size(tmp_path, exported):
     weights = random_weights(tmp_path / "run")
     result = export_onnx(weights, tmp_path / "half.onnx", fp16=True, check_batch_sizes=(2,))

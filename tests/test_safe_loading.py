@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from vae_restore import VAE, load_model
 from vae_restore.errors import CheckpointError
-from vae_restore.models import read_metadata
+from vae_restore.models import read_metadata, save_model
 from vae_restore.models.convert import import_original_checkpoint
 
 
@@ -39,8 +39,10 @@ def test_malicious_pickle_is_refused(tmp_path):
     pth = tmp_path / "evil.pth"
     with open(pth, "wb") as f:
         pickle.dump({"encoder.conv1.weight": RunsCode()}, f)
-    with pytest.raises(CheckpointError, match="refused"):
+    with pytest.raises(CheckpointError, match="refused") as refused:
         import_original_checkpoint(pth, tmp_path / "run")
+    assert "holds objects other than tensors" in str(refused.value)
+    assert "False" not in str(refused.value) and "Re-running" not in str(refused.value)
     assert not (tmp_path / "PWNED").exists() and not os.path.exists("PWNED")
     assert not (tmp_path / "run").exists()
 
@@ -57,3 +59,54 @@ def test_pickle_files_are_never_loaded_implicitly(tmp_path):
     torch.save(VAE().state_dict(), tmp_path / "model.bin")
     with pytest.raises(CheckpointError, match="safetensors only"):
         load_model(tmp_path / "model.bin")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", r"not a readable PyTorch checkpoint \(EOFError\)"),
+        (b"hello world\n", r"not a readable PyTorch checkpoint \(KeyError"),
+        (b"PK\x03\x04", r"not a readable PyTorch checkpoint \(RuntimeError"),
+        (b"not a checkpoint\n", "refused: the file holds objects other than tensors"),
+    ],
+)
+def test_import_of_a_file_that_is_not_a_checkpoint_is_a_checkpoint_error(tmp_path, content, reason):
+    pth = tmp_path / "vae_model.pth"
+    pth.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"vae_model\.pth: {reason}") as error:
+        import_original_checkpoint(pth, tmp_path / "run")
+    assert "False" not in str(error.value)  # never torch's advice to load with weights_only=False
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_of_a_nested_checkpoint_names_the_key(tmp_path):
+    pth = tmp_path / "vae_model.pth"
+    torch.save({"model": VAE().state_dict(), "epoch": 3}, pth)
+    with pytest.raises(CheckpointError, match="'model' holds OrderedDict"):
+        import_original_checkpoint(pth, tmp_path / "run")
+
+
+@pytest.fixture
+def weights_bytes(tmp_path):
+    return save_model(VAE(), tmp_path / "good" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("cut", ["truncated", "empty", "text"])
+def test_unreadable_safetensors_is_a_checkpoint_error(tmp_path, weights_bytes, cut):
+    content = {"truncated": weights_bytes[: len(weights_bytes) // 2], "empty": b"", "text": b"hello\n" * 100}[cut]
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="cut.safetensors: not a readable safetensors file"):
+        load_model(path)
+    if cut != "truncated":  # the header of a truncated file is intact, so only its tensors fail
+        with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+            read_metadata(path)
+
+
+def test_saved_weights_follow_the_umask(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = save_model(VAE(), tmp_path / "model.safetensors")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

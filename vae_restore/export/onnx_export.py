@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
@@ -113,8 +114,12 @@ def example_inputs(specs: list[TensorSpec], batch_size: int = 2) -> tuple[torch.
 
 def export_graph(
     module: RestorationPath | DecoderPath, inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path, opset: int
-) -> None:
-    """Write `module` to the single file `path` with a dynamic batch dimension (see the module docstring)."""
+) -> int:
+    """Write `module` to the single file `path` with a dynamic batch dimension (see the module docstring).
+
+    Returns the opset read back from the file: when its version conversion fails the exporter only logs
+    it and keeps its own opset, so a differing one is an error rather than a silently wrong manifest.
+    """
     batch = torch.export.Dim("batch", min=1, max=65536)
     dynamic_shapes = module.dynamic_shapes(batch, len(inputs))
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
@@ -145,3 +150,16 @@ def export_graph(
     leftovers = sorted(p.name for p in path.parent.glob(path.name + "*.data"))
     if leftovers or not path.is_file():
         raise ExportError(f"the exporter did not write a single self-contained file {path} (found {leftovers})")
+    written = written_opset(path)
+    if written != opset:
+        raise ExportError(
+            f"the exporter produced opset {written}, not the requested {opset}; "
+            f"torch's conversion to {opset} failed for this graph (the default, {DEFAULT_OPSET}, is supported)"
+        )
+    return written
+
+
+def written_opset(path: Path) -> int | None:
+    """The default-domain (ai.onnx) opset recorded in the ONNX file at `path`."""
+    model = onnx.load(str(path), load_external_data=False)
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)

@@ -68,7 +68,7 @@ def export_onnx(
     tmp_model = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     tmp_manifest = manifest_path(tmp_model)
     try:
-        export_graph(build_module(model, part, half=fp16), inputs, outputs, tmp_model, opset)
+        written_opset = export_graph(build_module(model, part, half=fp16), inputs, outputs, tmp_model, opset)
         try:
             onnx.checker.check_model(str(tmp_model), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
@@ -88,7 +88,7 @@ def export_onnx(
             "sha256": sha256_file(tmp_model),
             "part": part,
             "precision": "fp16" if fp16 else "fp32",
-            "opset": opset,
+            "opset": written_opset,
             "exporter": "torch.onnx.export(dynamo=True, external_data=False, optimize=True)",
             "inputs": [s.to_dict() for s in inputs],
             "outputs": [s.to_dict() for s in outputs],

@@ -18,12 +18,21 @@ def import_original_checkpoint(pth: Path, output_dir: Path) -> Path:
         raise CheckpointError(f"{pth} does not exist")
     try:
         state = torch.load(pth, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{pth}: refused, not a plain state dict of tensors ({str(e).splitlines()[0]})") from None
+    except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which this project forbids
+        raise CheckpointError(
+            f"{pth}: refused: the file holds objects other than tensors (or is no checkpoint at all), "
+            "and only weights are unpickled (torch.load with weights_only=True)"
+        ) from None
+    except Exception as e:  # not a checkpoint at all: torch.load raises KeyError, EOFError, RuntimeError, ...
+        reason = f"{type(e).__name__}: {e}".partition("\n")[0].removesuffix(": ")
+        raise CheckpointError(f"{pth}: not a readable PyTorch checkpoint ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict):
         raise CheckpointError(f"{pth}: expected a state dict of tensors, found {type(state).__name__}")
+    key = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if key is not None:
+        raise CheckpointError(f"{pth}: expected a state dict of tensors, but {key!r} holds {type(state[key]).__name__}")
     model = import_original_state_dict(state)
     output_dir.mkdir(parents=True, exist_ok=True)
     weights = save_model(

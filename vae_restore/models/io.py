@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 from ..checksums import sha256_file  # noqa: F401 (re-exported; lives in the torch-free checksums)
 from ..errors import CheckpointError, ConfigError
@@ -45,8 +45,16 @@ def save_model(model: VAE, path: str | os.PathLike, metadata: Mapping[str, str] 
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
     _sort_header(tmp)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # safetensors creates 0600, which serving accounts cannot read
     os.replace(tmp, path)
     return path
+
+
+def _current_umask() -> int:
+    """The process umask; reading it means setting it, so it is restored at once."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sort_header(path: Path) -> None:
@@ -64,8 +72,12 @@ def _sort_header(path: Path) -> None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    with safe_open(str(resolve_weights(path)), framework="pt") as f:
-        return dict(f.metadata() or {})
+    weights = resolve_weights(path)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
 
 
 def _preset_from_metadata(meta: Mapping[str, str]) -> Preset:
@@ -97,9 +109,11 @@ def check_state_dict(model: VAE, state: Mapping[str, torch.Tensor], source: str)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(resolve_weights(path)))
+    weights = resolve_weights(path)
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:

@@ -21,17 +21,36 @@ def wandb_api_key_available() -> bool:
         return False
 
 
+# The values this module wrote, so the next run in the same process does not take them for the user's.
+_SET_HERE: dict[str, str] = {}
+
+
+def _user_set(name: str) -> bool:
+    return name in os.environ and os.environ[name] != _SET_HERE.get(name)
+
+
+def _set(name: str, value: str) -> None:
+    os.environ[name] = _SET_HERE[name] = value
+
+
 def prepare_tracker_env(report_to: str, run_dir: Path) -> None:
     """Keep W&B files under the run folder and never let it prompt: no key means offline mode.
 
-    Must run before the Accelerator is built, since W&B reads these variables when it starts.
+    Must run before the Accelerator is built, since W&B reads these variables when it starts. Only the
+    user's own values are kept; ours are set again per run, or a second run in one process (stage
+    distorted after clear) would write into the first run's folder.
     """
     if report_to != "wandb":
         return
-    os.environ.setdefault("WANDB_DIR", str(run_dir.resolve()))
-    os.environ.setdefault("WANDB_SILENT", "true")
-    if "WANDB_MODE" not in os.environ and not wandb_api_key_available():
-        os.environ["WANDB_MODE"] = "offline"
+    for name, value in (("WANDB_DIR", str(run_dir.resolve())), ("WANDB_SILENT", "true")):
+        if not _user_set(name):
+            _set(name, value)
+    if _user_set("WANDB_MODE"):
+        return
+    if wandb_api_key_available():
+        os.environ.pop("WANDB_MODE", None)
+    else:
+        _set("WANDB_MODE", "offline")
         logger.info("no W&B API key found: logging offline under %s (upload later with `wandb sync`)", run_dir)
 
 
