@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from vae_restore.benchmarks import quality_train
 from vae_restore.benchmarks.original_code import resize_restorer
 from vae_restore.benchmarks.quality import Benchmark, QualityOptions, parse_mixtures
-from vae_restore.benchmarks.quality_data import split_art
-from vae_restore.benchmarks.quality_eval import Column, parse_columns, unmeasurable
+from vae_restore.benchmarks.quality_data import prepare_data, split_art
+from vae_restore.benchmarks.quality_eval import Case, Column, cached_score, parse_columns, unmeasurable
 from vae_restore.benchmarks.quality_report import NOT_MEASURED, markdown_table
 from vae_restore.benchmarks.quality_train import Budget
 from vae_restore.benchmarks.recipes import BASE, RECIPES, load_recipe_file, select_recipes
-from vae_restore.config import Config
+from vae_restore.config import Config, build_config
 from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.errors import ConfigError
 from vae_restore.models import VAE, read_metadata
@@ -77,6 +78,66 @@ def test_art_holdout_is_disjoint_and_every_tenth():
     train, held = split_art(files, 10)
     assert held == [files[0], files[10], files[20]]
     assert set(train).isdisjoint(held) and len(train) + len(held) == len(files)
+
+
+def test_prepared_folders_follow_their_sources(tmp_path):
+    """Another --train_data gets its own folder; files gone from a source leave the prepared folder too."""
+    write_images(tmp_path / "a", 2)
+    write_images(tmp_path / "b", 1, names=["b.png"])
+    write_images(tmp_path / "art", 12, size=(40, 40))
+    (tmp_path / "val").mkdir()
+    first = prepare_data(tmp_path / "work", tmp_path / "a", tmp_path / "val", tmp_path / "art")
+    other = prepare_data(tmp_path / "work", tmp_path / "b", tmp_path / "val", tmp_path / "art")
+    assert first.train != other.train and first.eval_sets["art"] == other.eval_sets["art"]
+    assert sorted(p.name for p in (other.train / "photos").iterdir()) == ["b.png"]
+    assert len(list((first.train / "art").iterdir())) == 10 and len(list(first.eval_sets["art"].iterdir())) == 2
+    (tmp_path / "a" / "img_001.png").unlink()
+    (tmp_path / "art" / "img_011.png").unlink()
+    again = prepare_data(tmp_path / "work", tmp_path / "a", tmp_path / "val", tmp_path / "art")
+    assert again.train == first.train and again.num_train_images == 1 + 9
+    assert sorted(p.name for p in (again.train / "photos").iterdir()) == ["img_000.png"]
+    assert "img_011.png" not in {p.name for p in (again.train / "art").iterdir()}
+
+
+def test_baseline_cache_is_keyed_by_pixels_not_names(tmp_path):
+    column = Column("photos", "awgn25")
+    clear = np.full((8, 8, 3), 0.5)
+    calls = []
+
+    def method(image):
+        calls.append(1)
+        return image
+
+    def case(value):
+        return Case(column, ["a.png"], [np.full((8, 8, 3), value)], [clear])
+
+    first = cached_score(method, case(0.25), "m", tmp_path)
+    assert cached_score(method, case(0.25), "m", tmp_path) == first and len(calls) == 1
+    changed = cached_score(method, case(0.4), "m", tmp_path)  # same name, other pixels (another scale or seed)
+    assert len(calls) == 2 and changed["psnr"] != first["psnr"]
+
+
+def test_distorted_only_gets_both_stages_steps_and_stage_clears_optimiser(tmp_path, monkeypatch):
+    """Under a minutes budget each stage's steps come from its own speed; distorted-only trains for their
+    sum, from random weights, with stage clear's learning rate and schedule."""
+    monkeypatch.setattr(
+        quality_train, "steps_for_minutes", lambda config, minutes, device: 3 if config.train.stage == "clear" else 2
+    )
+    torch.set_num_threads(1)
+    write_images(tmp_path / "train", 3, size=(140, 150))
+    write_images(tmp_path / "val", 1, size=(130, 160), seed=3)
+    setup = quality_train.TrainSetup(
+        tmp_path / "train", tmp_path / "val", tmp_path / "work", REPO / "configs" / "clear.yaml", 2, "cpu"
+    )
+    mixture = REPO / "configs" / "distorted.yaml"
+    (stage,) = quality_train.train_toolkit(
+        setup, "original", RECIPES["bce"], "distorted_only", Budget(minutes=1.0), [mixture]
+    )
+    assert stage["steps"] == 3 + 2
+    ran = json.loads((Path(stage["weights"]).parent / "config.json").read_text())
+    expected = build_config(REPO / "configs" / "clear.yaml").optim
+    assert (ran["optim"]["learning_rate"], ran["optim"]["lr_scheduler"]) == (expected.learning_rate, "constant")
+    assert ran["train"]["stage"] == "distorted" and ran["data"]["noise_sigma"] == [5.0, 50.0]
 
 
 def test_budget_and_run_plan_are_checked():
@@ -214,6 +275,10 @@ def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
     assert report["settings"]["distorted_config"] == dict(zip(["photos", "art"], mixtures, strict=True))
     trained = report["rows"][-1]["training"]
     assert [(s["stage"], s["config"], s["steps"]) for s in trained] == [("distorted", m, 4) for m in mixtures]
+    original = report["rows"][len(classical) + 1]["training"]  # the same mixtures as the toolkit's rows
+    assert [(s["stage"], s.get("config")) for s in original] == [("clear", None)] + [("distorted", m) for m in mixtures]
+    settings = report["settings"]
+    assert settings["art_scale"] == 0.5 and torch.__version__.startswith(settings["versions"]["torch"])
     two_stage = report["rows"][-3]["training"]
     assert [(s["stage"], s["steps"]) for s in two_stage] == [("clear", 2), ("distorted", 2), ("distorted", 2)]
     assert [s["config"] for s in two_stage[1:]] == mixtures

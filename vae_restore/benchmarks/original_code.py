@@ -2,22 +2,25 @@
 fp32, stage clear then stage distorted, and restoration by resizing to 128×128 and back.
 
 Images are resized once up front (the same PIL resize the original DataLoader did every epoch: only
-faster), and drawn uniformly with replacement. The distortion is the toolkit's training distortion, so
-the comparison is about the recipe, not the data.
+faster), and drawn uniformly with replacement. Stage distorted uses the toolkit's distortion mixture of
+each stage-distorted config, one fine-tune per config as the toolkit rows get, so the comparison is
+about the recipe, not the data.
 """
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..config import LossConfig
+from ..config import LossConfig, build_config
 from ..data.files import list_images
-from ..distortions import gaussian_noise
+from ..distortions import DistortionMixture
 from ..losses import vae_loss
 from ..models import ORIGINAL, VAE
 from .reference_loop import ResizedImages
@@ -32,16 +35,25 @@ def resized_images(folder: Path, device: torch.device, size: int = 128) -> torch
     return torch.stack([dataset[i] for i in range(len(dataset))]).to(device)
 
 
+Distort = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def mixture_of(config: Path) -> DistortionMixture:
+    """The distortion mixture a stage-distorted config trains the toolkit on."""
+    c = build_config(config)
+    return DistortionMixture.from_config(c.distortions, c.data.noise_sigma)
+
+
 def train_stage(
     model: VAE,
     images: torch.Tensor,
     steps: int | None,
     minutes: float | None,
     batch_size: int,
-    noise_sigma: tuple[float, float] | None,
+    distort: Distort | None,
     generator: torch.Generator,
 ) -> dict:
-    """One stage: a fresh Adam, `steps` steps or as many as fit in `minutes`; noise_sigma None = stage clear."""
+    """One stage: a fresh Adam, `steps` steps or as many as fit in `minutes`; `distort` None = stage clear."""
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     deadline = None if minutes is None else time.perf_counter() + 60 * minutes
     model.train()
@@ -49,14 +61,14 @@ def train_stage(
     while (steps is None or done < steps) and (deadline is None or time.perf_counter() < deadline):
         index = torch.randint(len(images), (batch_size,), generator=generator, device=images.device)
         clear = images[index]
-        source = clear if noise_sigma is None else gaussian_noise(clear, noise_sigma, generator)
+        source = clear if distort is None else distort(clear, generator)
         terms = vae_loss(LOSS, model(source), clear)
         optimizer.zero_grad()
         terms.loss.backward()
         optimizer.step()
         done += 1
     seconds = time.perf_counter() - start
-    return {"stage": "clear" if noise_sigma is None else "distorted", "steps": done, "seconds": round(seconds, 1)}
+    return {"stage": "clear" if distort is None else "distorted", "steps": done, "seconds": round(seconds, 1)}
 
 
 def train_original_code(
@@ -64,20 +76,33 @@ def train_original_code(
     steps: int | None,
     minutes: float | None,
     batch_size: int,
-    noise_sigma: tuple[float, float],
+    mixtures: list[Path],
     device: torch.device,
     seed: int = 0,
-) -> tuple[VAE, list[dict]]:
-    """Both stages of the original recipe; returns the model (eval mode) and what each stage did."""
+) -> tuple[dict[Path, VAE], list[dict]]:
+    """Stage clear once, then stage distorted on each mixture from its weights.
+
+    Returns the fine-tuned model of every mixture (eval mode) and what each stage did.
+    """
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     images = resized_images(train, device, ORIGINAL.image_size)
-    model = VAE(ORIGINAL).to(device)
-    stages = []
-    for sigma in (None, noise_sigma):
-        print(f"[quality] original code: stage {'clear' if sigma is None else 'distorted'}", flush=True)
-        stages.append(train_stage(model, images, steps, minutes, batch_size, sigma, generator))
-    return model.eval(), stages
+    clear = VAE(ORIGINAL).to(device)
+    print("[quality] original code: stage clear", flush=True)
+    stages = [train_stage(clear, images, steps, minutes, batch_size, None, generator)]
+    models = {}
+    for mixture in mixtures:
+        print(f"[quality] original code: stage distorted ({mixture.name})", flush=True)
+        models[mixture] = copy.deepcopy(clear)
+        distort = mixture_of(mixture)
+        stages.append(
+            {
+                **train_stage(models[mixture], images, steps, minutes, batch_size, distort, generator),
+                "config": str(mixture),
+            }
+        )
+        models[mixture].eval()
+    return models, stages
 
 
 def resize_restorer(model: VAE, device: torch.device):

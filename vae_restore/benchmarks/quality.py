@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .quality_data import prepare_data
+from .quality_data import HOLDOUT_EVERY, prepare_data
 from .quality_eval import Column, Restore, cached_score, load_case, unmeasurable
 from .quality_report import markdown_table, write_report
 from .quality_train import SCHEDULES, Budget, TrainSetup, train_toolkit
@@ -174,6 +174,9 @@ class Benchmark:
         }
 
     def settings(self) -> dict:
+        """Everything needed to rerun this table, down to the package versions."""
+        from ..export.manifest import package_versions
+
         o = self.options
         return {
             "budget": o.budget.describe(),
@@ -184,12 +187,18 @@ class Benchmark:
             "seed": o.seed,
             "train_data": str(o.train_data),
             "art": None if o.art is None else str(o.art),
+            "art_scale": o.art_scale,
+            "art_holdout_every": HOLDOUT_EVERY,
+            "eval_sets": {name: str(folder) for name, folder in self.data.eval_sets.items()},
             "num_train_images": self.data.num_train_images,
             "val_data": str(o.val_data),
             "clear_config": str(o.clear_config),
             "distorted_config": {c.dataset: str(o.mixture_for(c.dataset)) for c in o.columns},
             "runs": ["/".join(run) for run in self.plan],
             "recipes": {r.name: r.overrides for r in self.recipes.values()},
+            "baselines": list(o.baselines),
+            "original_code": o.original_code,
+            "versions": package_versions(("vae-restore", "torch", "numpy", "scikit-image", "bm3d")),
         }
 
     def add_row(self, method: str, restore: Restore | dict[str, Restore], cache: bool = False, **info) -> None:
@@ -200,7 +209,7 @@ class Benchmark:
         workers = self.options.baseline_workers if cache else 1
         for label, case in self.cases.items():
             fn = restore[case.column.dataset] if isinstance(restore, dict) else restore
-            scores[label] = cached_score(fn, case, method, cache_dir, self.options.seed, workers)
+            scores[label] = cached_score(fn, case, method, cache_dir, workers)
         self.report["rows"].append({"method": method, "scores": scores, **info})
         md, _ = write_report(self.report, self.options.output)
         print(f"[quality] scored {method}; table in {md}", flush=True)
@@ -219,23 +228,28 @@ class Benchmark:
             print(f"[quality] scoring {name} (cached per column after the first run)", flush=True)
             self.add_row(name, BASELINES[name], cache=True)
 
+    def mixtures(self) -> tuple[dict[str, Path], list[Path]]:
+        """(dataset -> the stage-distorted config whose fine-tune restores it, the distinct configs to train)."""
+        datasets = dict.fromkeys(case.column.dataset for case in self.cases.values())
+        mixtures = {dataset: self.options.mixture_for(dataset) for dataset in datasets}
+        return mixtures, list(dict.fromkeys(mixtures.values())) or [self.options.distorted_config]
+
     def run_original_code(self) -> None:
         import torch
 
-        from ..config import build_config
         from ..models.presets import COSTS
         from .original_code import resize_restorer, train_original_code
 
         o = self.options
-        sigma = build_config(o.distorted_config).data.noise_sigma
+        mixtures, trained = self.mixtures()
         device = torch.device(self.device)
-        model, stages = train_original_code(
-            self.data.train, o.budget.steps, o.budget.minutes, o.train_batch_size, sigma, device, o.seed
+        models, stages = train_original_code(
+            self.data.train, o.budget.steps, o.budget.minutes, o.train_batch_size, trained, device, o.seed
         )
         cost = COSTS["original"]
         self.add_row(
             "original code (resize to 128, BCE+KL)",
-            resize_restorer(model, device),
+            {dataset: resize_restorer(models[mixture], device) for dataset, mixture in mixtures.items()},
             training=stages,
             parameters=cost.parameters,
             gflops=cost.gflops,
@@ -250,9 +264,7 @@ class Benchmark:
         setup = TrainSetup(
             self.data.train, o.val_data, o.work_dir, o.clear_config, o.train_batch_size, self.device, o.seed
         )
-        datasets = list(dict.fromkeys(case.column.dataset for case in self.cases.values()))
-        mixtures = {dataset: o.mixture_for(dataset) for dataset in datasets}
-        trained = list(dict.fromkeys(mixtures.values())) or [o.distorted_config]
+        mixtures, trained = self.mixtures()
         stages = train_toolkit(setup, preset, recipe, schedule, o.budget, trained)
         weights = {Path(s["config"]): s["weights"] for s in stages if s["stage"] == "distorted"}
         batch = 64 if self.device == "cuda" else 16

@@ -8,6 +8,7 @@ evaluation and never trained on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from ..data.files import list_images
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)
+
+HOLDOUT_EVERY = 10  # every 10th painting (sorted by name) is held out for evaluation
 
 
 @dataclass
@@ -46,6 +49,19 @@ def _downscaled(source: Path, target: Path, scale: float) -> None:
     target.with_suffix(".tmp.png").rename(target)
 
 
+def _sources_tag(*folders: Path | None) -> str:
+    """A short digest of the source folders: another --train_data or --art gets folders of its own."""
+    text = "|".join(str(f.resolve()) for f in folders if f is not None)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _prune(folder: Path, keep: set[Path]) -> None:
+    """Remove what an earlier run put in `folder` that this one would not (files since gone from the source)."""
+    for path in list(folder.rglob("*")) if folder.is_dir() else []:
+        if (path.is_file() or path.is_symlink()) and path not in keep:
+            path.unlink()
+
+
 def split_art(files: list[Path], holdout_every: int) -> tuple[list[Path], list[Path]]:
     """(train, held out): every `holdout_every`-th file of the sorted list is held out."""
     held = [f for i, f in enumerate(files) if i % holdout_every == 0]
@@ -58,7 +74,7 @@ def prepare_data(
     val_photos: Path,
     art: Path | None,
     art_scale: float = 0.5,
-    holdout_every: int = 10,
+    holdout_every: int = HOLDOUT_EVERY,
 ) -> BenchData:
     """Link/downscale the images under WORK/data and say which evaluation sets exist."""
     if not val_photos.is_dir():
@@ -68,18 +84,23 @@ def prepare_data(
         art = None
     root = work / "data"
     art_tag = f"art_x{art_scale:g}_holdout{holdout_every}"
-    train = root / (f"train_photos+{art_tag}" if art else "train_photos")  # one folder per choice of images
+    # one folder per choice of images: the source folders, the painting scale and the hold-out
+    train = root / f"train-{_sources_tag(train_photos, art)}" / (f"photos+{art_tag}" if art else "photos")
     photos = list_images(train_photos)
-    for path in photos:
-        _link(path, train / "photos" / path.name)
+    wanted = {train / "photos" / path.name: path for path in photos}
+    for target, path in wanted.items():
+        _link(path, target)
     data = BenchData(train, {"photos": val_photos}, len(photos))
-    if art is None:
-        return data
-    train_art, held_art = split_art(list_images(art), holdout_every)
-    for path in train_art:
-        _downscaled(path, train / "art" / f"{path.stem}.png", art_scale)
-    for path in held_art:
-        _downscaled(path, root / f"eval_{art_tag}" / f"{path.stem}.png", art_scale)
-    data.eval_sets["art"] = root / f"eval_{art_tag}"
-    data.num_train_images += len(train_art)
+    if art is not None:
+        train_art, held_art = split_art(list_images(art), holdout_every)
+        evaluation = root / f"eval-{_sources_tag(art)}" / art_tag
+        held = {evaluation / f"{path.stem}.png": path for path in held_art}
+        trained = {train / "art" / f"{path.stem}.png": path for path in train_art}
+        for target, path in {**trained, **held}.items():
+            _downscaled(path, target, art_scale)
+        wanted.update(trained)
+        _prune(evaluation, set(held))
+        data.eval_sets["art"] = evaluation
+        data.num_train_images += len(train_art)
+    _prune(train, set(wanted))
     return data

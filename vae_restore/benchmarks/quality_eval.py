@@ -3,11 +3,12 @@ distortions (8-bit inputs), tiled restoration and metrics as `vae-restore evalua
 
 A column is one (dataset, distortion) pair. The distorted inputs are made once per column and every
 method restores the same ones. Scores of methods that do not train (the classical baselines) are cached
-per column, keyed by the image names, so repeated benchmark runs do not recompute CBM3D.
+per column, keyed by the images' pixels, so repeated benchmark runs do not recompute CBM3D.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -94,14 +95,24 @@ def score_case(restore: Restore, case: Case, workers: int = 1) -> dict[str, floa
     return {metric: summary[metric]["mean"] for metric in TABLE_METRICS}
 
 
+def case_digest(case: Case) -> str:
+    """sha256 of the case's input and clear pixels: what a score depends on besides the method itself."""
+    digest = hashlib.sha256()
+    for image in (*case.inputs, *case.clears):
+        digest.update(str(image.shape).encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
 def cached_score(
-    restore: Restore, case: Case, method: str, cache_dir: Path | None, seed: int, workers: int = 1
+    restore: Restore, case: Case, method: str, cache_dir: Path | None, workers: int = 1
 ) -> dict[str, float]:
-    """`score_case`, read from / written to CACHE/<method>/<dataset>_<distortion>.json when the images match."""
+    """`score_case`, read from / written to CACHE/<method>/<dataset>_<distortion>.json when the pixels match
+    (names alone would not do: another folder, scale or seed gives other pixels under the same names)."""
     if cache_dir is None:
         return score_case(restore, case, workers)
     path = cache_dir / method / f"{case.column.dataset}_{case.column.distortion}.json"
-    key = {"names": case.names, "seed": seed}
+    key = {"names": case.names, "pixels": case_digest(case)}
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("key") == key:

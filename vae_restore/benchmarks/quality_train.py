@@ -3,7 +3,9 @@
 A budget is steps per stage, or minutes per stage: minutes are turned into steps by a short calibration
 run of the same stage (two logging windows, the second timed), so the learning-rate schedule still
 spans the whole run. Schedules: `two_stage` (clear, then distorted from its weights) or `distorted_only`
-(stage distorted from random weights for both stages' steps: the same total).
+(stage distorted from random weights for the steps of both stages: under a minutes budget, the steps
+each stage would get at its own speed, so the two schedules compare at the same total steps). Starting
+from random weights as stage clear does, `distorted_only` takes stage clear's optimiser settings.
 
 Stage distorted runs once per distortion mixture (a config YAML): photos and paintings can each get their
 own fine-tune of the same clear weights, as a user restoring both would train them.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -64,6 +66,11 @@ class Stage:
     name: str
     config: Path
     out: Path  # the trainer writes OUT/<name>/
+    optimiser: Path | None = None  # a YAML whose `optim` section replaces the stage's own
+
+
+def optimiser_overrides(config: Path | None) -> dict:
+    return {} if config is None else {f"optim.{k}": v for k, v in asdict(build_config(config).optim).items()}
 
 
 def stage_config(
@@ -88,7 +95,8 @@ def stage_config(
         "report_to": "none",
         "mixed_precision": "bf16" if setup.device == "cuda" else "no",
     }
-    return build_config(stage.config, {"train_batch_size": setup.train_batch_size, **recipe.overrides, **infra})
+    overrides = {**optimiser_overrides(stage.optimiser), "train_batch_size": setup.train_batch_size}
+    return build_config(stage.config, {**overrides, **recipe.overrides, **infra})
 
 
 def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
@@ -104,21 +112,22 @@ def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
     return max(1, math.floor(minutes * 60 * images_per_s / trainer.images_per_step))
 
 
+def budget_steps(
+    setup: TrainSetup, stage: Stage, preset: str, recipe: Recipe, budget: Budget, init_from: Path | None
+) -> int:
+    """The steps `budget` gives this stage: as given, or as many as fit in its minutes at this stage's speed."""
+    if budget.steps is not None:
+        return budget.steps
+    config = stage_config(setup, stage, preset, recipe, 1, init_from)
+    return steps_for_minutes(config, budget.minutes, setup.device)
+
+
 def run_stage(
-    setup: TrainSetup,
-    stage: Stage,
-    preset: str,
-    recipe: Recipe,
-    budget: Budget,
-    init_from: Path | None,
-    factor: int = 1,
+    setup: TrainSetup, stage: Stage, preset: str, recipe: Recipe, budget: Budget, init_from: Path | None
 ) -> dict:
-    """Train one stage for `factor` × the budget; returns what it did and where its weights are."""
-    steps = budget.steps * factor if budget.steps is not None else 1
+    """Train one stage for its budget; returns what it did and where its weights are."""
+    steps = budget_steps(setup, stage, preset, recipe, budget, init_from)
     config = stage_config(setup, stage, preset, recipe, steps, init_from)
-    if budget.minutes is not None:
-        steps = steps_for_minutes(config, budget.minutes * factor, setup.device)
-        config = stage_config(setup, stage, preset, recipe, steps, init_from)
     print(
         f"[quality] {preset}/{recipe.name}: stage {stage.name} ({stage.config.name}), "
         f"{steps} steps of {setup.train_batch_size}",
@@ -152,11 +161,18 @@ def train_toolkit(
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     out = setup.work / "runs" / f"{preset}-{recipe.name}-{schedule}"
-    distorted = [Stage("distorted", mixture, out / mixture.stem) for mixture in dict.fromkeys(mixtures)]
+    clear = Stage("clear", setup.clear_config, out)
     if schedule == "two_stage":
-        clear = run_stage(setup, Stage("clear", setup.clear_config, out), preset, recipe, budget, None)
-        parent = Path(clear["weights"])
-        return [clear, *(run_stage(setup, stage, preset, recipe, budget, parent) for stage in distorted)]
+        trained = run_stage(setup, clear, preset, recipe, budget, None)
+        parent = Path(trained["weights"])
+        distorted = [Stage("distorted", mixture, out / mixture.stem) for mixture in dict.fromkeys(mixtures)]
+        return [trained, *(run_stage(setup, stage, preset, recipe, budget, parent) for stage in distorted)]
     torch.manual_seed(setup.seed)
     start = save_model(VAE(get_preset(preset)), out / "init" / "model.safetensors", {"stage": "init"})
-    return [run_stage(setup, stage, preset, recipe, budget, start, factor=2) for stage in distorted]
+    clear_steps = budget_steps(setup, clear, preset, recipe, budget, None)
+    stages = []
+    for mixture in dict.fromkeys(mixtures):
+        stage = Stage("distorted", mixture, out / mixture.stem, optimiser=setup.clear_config)
+        total = Budget(steps=clear_steps + budget_steps(setup, stage, preset, recipe, budget, start))
+        stages.append(run_stage(setup, stage, preset, recipe, total, start))
+    return stages
