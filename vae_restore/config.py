@@ -192,8 +192,8 @@ class Config:
             (0.0 <= o.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0: no EMA), got {o.ema_decay}"),
             (o.optimizer in ("adam", "adamw"), f"unknown optimizer {o.optimizer!r}"),
             (
-                math.isfinite(o.learning_rate) and o.learning_rate > 0,
-                f"learning_rate must be finite and > 0, got {o.learning_rate}",
+                math.isfinite(o.learning_rate) and o.learning_rate >= 0,  # 0 freezes the weights: a valid check
+                f"learning_rate must be finite and >= 0, got {o.learning_rate}",
             ),
             (
                 0.0 <= o.adam_beta1 < 1.0 and 0.0 <= o.adam_beta2 < 1.0,
