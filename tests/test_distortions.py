@@ -136,6 +136,7 @@ def test_gpu_jpeg_codec_needs_no_host_synchronisation():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     images = jpeg.quantise(smooth_batch(3))
+    jpeg_codec.jpeg_roundtrip(images, torch.tensor([50, 50, 50]))  # the per-device constants, made for real
     with FakeTensorMode(allow_non_fake_inputs=True):
         qualities = torch.randint(10, 96, (3,), generator=gen())
         out = jpeg_codec.jpeg_roundtrip(images, qualities)

@@ -46,15 +46,18 @@ def _dct_matrix(device: torch.device) -> torch.Tensor:
     return d.to(device)
 
 
+@cache
+def _base_tables(device: torch.device) -> torch.Tensor:
+    """(2, 8, 8) quality-50 tables, made once per device: a copy from the host every batch would wait."""
+    return torch.tensor((LUMA_TABLE, CHROMA_TABLE), device=device)
+
+
 def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 8, 8) luminance and chrominance divisors for integer qualities 1..100, as `jpeg_set_quality` makes them."""
-    q = quality.long().clamp(1, 100)[:, None, None]
+    q = quality.long().clamp(1, 100)[:, None, None, None]
     scale = torch.where(q < 50, 5000 // q, 200 - 2 * q)
-    tables = []
-    for base in (LUMA_TABLE, CHROMA_TABLE):
-        base = torch.tensor(base, device=quality.device)
-        tables.append(((base * scale + 50) // 100).clamp(1, 255).float())  # baseline JPEG: 8-bit tables
-    return tables[0], tables[1]
+    tables = ((_base_tables(quality.device) * scale + 50) // 100).clamp(1, 255).double()  # baseline: 8-bit
+    return tables[:, 0], tables[:, 1]
 
 
 def _blockwise(planes: torch.Tensor, fn) -> torch.Tensor:
@@ -71,7 +74,7 @@ def _quantise_dct(planes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     ±2040 by whole quantisation steps; the transform is a small part of a training step either way.
     """
     d = _dct_matrix(planes.device)
-    table = table.double()[:, None, None, None]
+    table = table[:, None, None, None]
 
     def lossy(blocks: torch.Tensor) -> torch.Tensor:
         coefficients = d @ (blocks - 128.0) @ d.T

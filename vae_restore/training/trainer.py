@@ -130,7 +130,6 @@ class Trainer:
         self.first_batch_sum: torch.Tensor | None = None
         self.bad_steps = 0
         self.window_sum: torch.Tensor | None = None  # loss terms of the accumulation window so far
-        self.window_count = 0
         self.history: list[dict[str, float]] = []  # every logged window, for benchmarks and tests
         self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
 
@@ -218,11 +217,9 @@ class Trainer:
         """Sum every micro-batch's terms, so a NaN in any of them is seen; their mean at the window's end."""
         stacked = torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
         self.window_sum = stacked if self.window_sum is None else self.window_sum + stacked
-        self.window_count += 1
         if not self.accelerator.sync_gradients:
             return None
-        mean = self.window_sum / self.window_count
-        self.window_sum, self.window_count = None, 0
+        mean, self.window_sum = self.window_sum / self.accelerator.gradient_accumulation_steps, None
         return mean
 
     def all_finite(self, loss: torch.Tensor) -> bool:
