@@ -287,6 +287,19 @@ def test_crops_draws_and_a_certain_mixture_need_no_host_synchronisation():
             uncertain(x, gen())  # choosing sub-batches does synchronise: the check would catch it
 
 
+def test_mixture_copies_no_constants_from_the_host_after_its_first_batch(monkeypatch):
+    """`torch.tensor(..., device=cuda)` waits for the GPU queue: colours, luma weights, probabilities are made once."""
+    every = {f"p_{name}": 0.5 for name, _ in distortions_from_config(DistortionConfig(), (5.0, 50.0)).items()}
+    mixture = DistortionMixture.from_config(DistortionConfig(**every), (5.0, 50.0))
+    x = smooth_batch(8, 32)
+    mixture(x, gen(0))
+    made = []
+    real = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or real(*a, **k))
+    mixture(x, gen(1))
+    assert made == []
+
+
 def test_config_rejects_bad_probabilities_and_ranges():
     from vae_restore.config import build_config
     from vae_restore.errors import ConfigError

@@ -69,6 +69,7 @@ def test_compiled_model_gives_the_same_losses(tmp_path):
     compiled = [row["train/loss"] for row in trainer.history]
     assert AcceleratorState().dynamo_plugin.backend.value.lower() == "inductor"
     assert AcceleratorState().dynamo_plugin.mode == "default"
+    assert AcceleratorState().dynamo_plugin.to_kwargs()["dynamic"] is False
     assert getattr(trainer.loss_means, "_torchdynamo_orig_callable", None) is loss_means
     eager = run_losses(tmp_path, data, compile=False)
     assert len(compiled) == 3

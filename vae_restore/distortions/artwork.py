@@ -11,14 +11,14 @@ import math
 import torch
 
 from .marks import crack_distance, draw_spots, draw_strokes, random_strokes
-from .sampling import coarse_field, luminance, per_image, smooth_field, to_size, uniform
+from .sampling import coarse_field, device_constant, luminance, per_image, smooth_field, to_size, uniform
 
 WARM_WHITE = (0.96, 0.93, 0.86)  # the paper or ground that a faded picture drifts towards
 VARNISH = (1.0, 0.82, 0.45)  # transmission of an old, yellowed varnish layer (blue absorbed most)
 
 
 def _colour(x: torch.Tensor, rgb: tuple[float, float, float]) -> torch.Tensor:
-    return torch.tensor(rgb, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return device_constant(rgb, x.device, x.dtype).view(1, 3, 1, 1)
 
 
 def fading(x: torch.Tensor, amount: tuple[float, float], generator: torch.Generator) -> torch.Tensor:

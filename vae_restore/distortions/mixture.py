@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..config import DistortionConfig
 from . import artwork, blur, jpeg, noise, resample
+from .sampling import device_constant
 
 Distortion = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -70,7 +71,7 @@ class DistortionMixture:
 
     def draw(self, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         """Which distortions hit which image: bool (B, K), at least one per row (no host synchronisation)."""
-        p = torch.tensor(self.probabilities, device=device)
+        p = device_constant(tuple(self.probabilities), device, torch.float32)
         hits = torch.rand(batch_size, len(p), generator=generator, device=device) < p
         fallback = torch.multinomial(p.expand(batch_size, -1), 1, generator=generator).squeeze(1)
         return hits | (~hits.any(1, keepdim=True) & F.one_hot(fallback, len(p)).bool())

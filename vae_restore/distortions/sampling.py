@@ -7,6 +7,7 @@ one set of tensor operations and the same generator state always gives the same 
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +49,18 @@ def smooth_field(x: torch.Tensor, cells: int, generator: torch.Generator, channe
     return to_size(coarse_field(x, cells, generator, channels), x)
 
 
+@cache
+def device_constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant made once per device and dtype: a copy from the host on every call waits for the GPU.
+
+    Shared between callers, so never modify it in place.
+    """
+    return torch.tensor(values, device=device, dtype=dtype)
+
+
 def luminance(x: torch.Tensor) -> torch.Tensor:
     """Rec. 601 luma, (B, 1, H, W)."""
-    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
+    weights = device_constant((0.299, 0.587, 0.114), x.device, x.dtype)
     return (x * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 

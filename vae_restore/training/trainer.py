@@ -82,6 +82,12 @@ def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
     return g
 
 
+def compile_plugin(mode: str) -> TorchDynamoPlugin:
+    """Static shapes: training's batch never changes, and validation's shorter last chunk gets a graph of its
+    own instead of turning the model's graphs into slower dynamic-shape ones."""
+    return TorchDynamoPlugin(backend="inductor", mode=mode, dynamic=False)
+
+
 class Trainer:
     def __init__(self, config: Config):
         self.config = config
@@ -92,7 +98,7 @@ class Trainer:
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=None if t.report_to == "none" else t.report_to,
-            dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=t.compile_mode) if t.compile else None,
+            dynamo_plugin=compile_plugin(t.compile_mode) if t.compile else None,
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
         self.parent = resolve_parent(config)
