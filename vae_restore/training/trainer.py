@@ -83,8 +83,8 @@ def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
 
 
 def compile_plugin(mode: str) -> TorchDynamoPlugin:
-    """Static shapes: training's batch never changes, and validation's shorter last chunk gets a graph of its
-    own instead of turning the model's graphs into slower dynamic-shape ones."""
+    """Static shapes: training's batch never changes, and validation's shorter last chunk gets a static graph
+    of its own instead of a dynamic-shape recompilation (slower kernels)."""
     return TorchDynamoPlugin(backend="inductor", mode=mode, dynamic=False)
 
 
