@@ -82,6 +82,27 @@ def test_a_skipped_step_is_counted_across_a_resume(tmp_path, nan_at_call):
         fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest", checkpointing_steps=2))
 
 
+def test_a_divergence_hidden_by_skipped_steps_stops_at_validation_without_weights(tmp_path):
+    """Huge weights give finite losses but NaN restorations; the run must not end with a model that restores NaN."""
+    torch.set_num_threads(1)
+    config = config_for(tmp_path, max_bad_steps=10, max_train_steps=6)
+    config.optim = replace(config.optim, learning_rate=1e4)
+    with pytest.raises(TrainingError, match="validation at step 6: the model restores to NaN/Inf"):
+        fit_in_process(config)
+    assert not (tmp_path / "out" / "clear" / "model.safetensors").exists()
+    assert not list((tmp_path / "out" / "clear").glob("samples/*.png"))
+
+
+def test_metrics_of_a_nan_image_are_nan_not_an_error():
+    from vae_restore.metrics import compute_metrics
+
+    restored, clear = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    restored[1, 2, 3, 4] = float("nan")
+    metrics = compute_metrics(restored, clear)
+    assert all(torch.isfinite(v[0]) for v in metrics.values())
+    assert all(torch.isnan(v[1]) for v in metrics.values())
+
+
 def test_stage_distorted_refuses_a_parent_of_another_preset(tmp_path):
     save_model(VAE(get_preset("residual")), tmp_path / "parent.safetensors")
     config = config_for(tmp_path, stage="distorted", init_from=str(tmp_path / "parent.safetensors"))

@@ -77,14 +77,16 @@ def histogram_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pearson correlation of 256-bin histograms per channel (OpenCV's HISTCMP_CORREL), mean over channels.
 
     As in OpenCV, a pair where either histogram is flat (zero variance) counts as a correlation of 1.
+    A NaN or infinite pixel has no bin: that image's value is NaN, like the other metrics'.
     """
     check_pair(x, y)
-    hx, hy = _histograms(x), _histograms(y)
+    finite = torch.isfinite(x).flatten(1).all(1) & torch.isfinite(y).flatten(1).all(1)
+    hx, hy = _histograms(x.nan_to_num(0.0, 0.0, 0.0)), _histograms(y.nan_to_num(0.0, 0.0, 0.0))
     dx, dy = hx - hx.mean(2, keepdim=True), hy - hy.mean(2, keepdim=True)
     num = (dx * dy).sum(2)
     den = torch.sqrt((dx * dx).sum(2) * (dy * dy).sum(2))
     corr = torch.where(den > 0, num / den.clamp_min(1e-300), torch.ones_like(num))
-    return corr.mean(1)
+    return torch.where(finite, corr.mean(1), torch.nan)
 
 
 METRICS = {"psnr": psnr, "ssim": ssim, "mse": mse, "hist_corr": histogram_correlation}

@@ -29,7 +29,7 @@ from .optim import build_optimizer, build_scheduler
 from .preemption import PreemptionGuard, resume_command
 from .preflight import check_output_dir, required_bytes
 from .tracking import log_image, prepare_tracker_env
-from .validation import build_validation_set, run_validation
+from .validation import NonFiniteRestoration, build_validation_set, run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,14 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         acc = self.accelerator
         self.model.eval()
-        metrics, grid = run_validation(acc, self.weights(), self.val)
+        try:
+            metrics, grid = run_validation(acc, self.weights(), self.val)
+        except NonFiniteRestoration as e:  # finite losses, yet NaN restorations: skipped steps hid a divergence
+            raise TrainingError(
+                f"validation at step {self.global_step}: {e}, its weights have diverged "
+                f"({self.bad_steps} steps skipped as non-finite); last checkpoint: {self.last_checkpoint()}. "
+                "Lower --learning_rate and resume from a checkpoint written before the divergence"
+            ) from None
         self.model.train()
         if acc.is_main_process:
             samples = self.run_dir / "samples"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ from torchvision.utils import make_grid
 from ..data.cache import PixelBank
 from ..data.dataset import ImageSet
 from ..data.sampler import to_float
+from ..errors import TrainingError
 from ..metrics import compute_metrics
 
 GRID_ROWS = 8
@@ -59,6 +61,10 @@ def _restore(accelerator, model, inputs: torch.Tensor, batch_size: int) -> torch
     return torch.cat(out)
 
 
+class NonFiniteRestoration(TrainingError):
+    """The validation crops came back with NaN or infinite pixels."""
+
+
 def share(n: int, rank: int, num_processes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank `rank`'s sample indices (every `num_processes`-th) and which are real, not padding.
 
@@ -77,6 +83,8 @@ def run_validation(accelerator, model, val: ValidationSet, batch_size: int = 64)
     local = compute_metrics(restored, val.targets[idx].to(accelerator.device))
     keep = accelerator.gather(real.to(accelerator.device))
     metrics = {k: accelerator.gather(v)[keep].mean().item() for k, v in local.items()}
+    if not math.isfinite(metrics["mse"]):  # gathered, so every process raises alike
+        raise NonFiniteRestoration("the model restores to NaN/Inf")
     grid = None
     if accelerator.is_main_process:
         shown = slice(0, GRID_ROWS)
