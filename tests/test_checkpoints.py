@@ -66,7 +66,8 @@ def test_disk_estimate_counts_only_the_checkpoints_the_run_can_write():
 def test_resume_command_replaces_an_earlier_resume_flag():
     argv = ["launch/train.py", "--stage", "clear", "--resume_from_checkpoint", "runs/x", "--seed", "3"]
     assert resume_command(argv=argv) == (
-        "accelerate launch launch/train.py --stage clear --seed 3 --mixed_precision no --resume_from_checkpoint latest"
+        "accelerate launch --num_processes 1 launch/train.py --stage clear --seed 3 "
+        "--mixed_precision no --resume_from_checkpoint latest"
     )
 
 
@@ -78,6 +79,31 @@ def test_resume_command_restores_what_accelerate_launch_was_given():
         "accelerate launch --multi_gpu --num_processes 4 launch/train.py --stage clear "
         "--mixed_precision bf16 --resume_from_checkpoint latest"
     )
+
+
+def test_resume_command_keeps_a_cpu_run_on_the_cpu():
+    """A default accelerate config (or a GPU) would otherwise move the resumed run, or make two CPU processes
+    two separate one-process runs that refuse the checkpoint."""
+    argv = ["launch/train.py", "--stage", "clear"]
+    assert resume_command(1, "no", argv, cpu=True).startswith("accelerate launch --cpu --num_processes 1 launch/")
+    assert resume_command(2, "no", argv, cpu=True).startswith(
+        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 launch/"
+    )
+
+
+def test_the_first_ctrl_c_asks_for_a_checkpoint_and_the_second_stops_at_once():
+    import os
+    import signal
+
+    from vae_restore.training.preemption import PreemptionGuard
+
+    before = signal.getsignal(signal.SIGINT)
+    with PreemptionGuard() as guard:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert guard.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_processes_checking_one_output_folder_at_once_do_not_trip_over_each_other(tmp_path):

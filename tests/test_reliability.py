@@ -136,11 +136,46 @@ def test_preemption_signal_checkpoints_prints_resume_command_and_exits_nonzero(t
     assert rc == 128 + signum, run.output[-3000:]
     saved = sorted((out / "distorted" / "checkpoints").glob("checkpoint-*"))
     assert len(saved) == 1 and saved[0].name != "checkpoint-1000"
-    assert "--resume_from_checkpoint latest" in run.output
-    resume = run.output.split("resume with:")[1].strip().splitlines()[0].split()
-    assert resume[:3] == ["accelerate", "launch", str(REPO / "launch" / "train.py")]
-    launch_train(resume[3:], tmp_path)
+    resume = printed_resume_command(run.output)
+    assert resume.startswith(f"accelerate launch --cpu --num_processes 1 {REPO / 'launch' / 'train.py'} ")
+    run_printed(resume, tmp_path)
     assert final_hash(out) == final_hash(straight)
+
+
+def printed_resume_command(output: str) -> str:
+    command = output.split("resume with:")[1].strip().splitlines()[0]
+    assert command.endswith("--resume_from_checkpoint latest")
+    return command
+
+
+def run_printed(command: str, cwd: Path) -> None:
+    """Run a printed command line as a user pastes it into a shell."""
+    result = subprocess.run(["bash", "-c", command], cwd=cwd, env=subprocess_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_ctrl_c_stops_two_processes_at_one_step_and_the_printed_command_resumes_them(tmp_path, data):
+    """A terminal's Ctrl-C reaches the launcher only (torchrun gives each worker a session of its own); it
+    passes the signal on, and both workers must agree on the step, checkpoint it, and say how to go on."""
+    out = tmp_path / "run"
+    args = [*stage_args(data, "synthetic", out), "--checkpointing_steps", "1000"]
+    cmd, env = train_command(args, processes=2)
+    run = TrainingProcess(cmd, env, tmp_path)
+    run.wait_for_step(3)
+    assert len([pid for pid in run.pids() if "launch/train.py" in Path(f"/proc/{pid}/cmdline").read_text()]) == 3
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() != 0
+    stops = [line.split("checkpoint: ")[1] for line in run.output.splitlines() if "stopped by SIGINT at step" in line]
+    assert len(stops) == 2 and len(set(stops)) == 1, run.output[-3000:]  # each worker, the same checkpoint
+    checkpoint = stops[0]
+    assert sorted((out / "distorted" / "checkpoints").glob("checkpoint-*")) == [Path(checkpoint)]
+    assert {p.name for p in Path(checkpoint).glob("data_rng_*")} == {"data_rng_0.safetensors", "data_rng_1.safetensors"}
+    resume = printed_resume_command(run.output)
+    assert resume.startswith("ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ")
+    run_printed(resume, tmp_path)
+    summary = json.loads((out / "distorted" / "config.json").read_text())
+    assert summary["global_step"] == STEPS and summary["num_processes"] == 2
+    assert summary["resumed_from"] == checkpoint
 
 
 def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, data):

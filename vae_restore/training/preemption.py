@@ -51,10 +51,12 @@ class PreemptionGuard:
 REPLACED = ("--resume_from_checkpoint", "--mixed_precision")
 
 
-def resume_command(num_processes: int = 1, mixed_precision: str = "no", argv: list[str] | None = None) -> str:
-    """The command line that continues this run on this machine: the same arguments, the same process count
-    and precision (`sys.argv` does not show what was given to `accelerate launch`), and
-    `--resume_from_checkpoint latest`."""
+def resume_command(
+    num_processes: int = 1, mixed_precision: str = "no", argv: list[str] | None = None, cpu: bool = False
+) -> str:
+    """The command line that continues this run on this machine: the same arguments, the same process count,
+    device and precision (`sys.argv` does not show what was given to `accelerate launch`, and a default
+    accelerate config may say otherwise), and `--resume_from_checkpoint latest`."""
     args = list(sys.argv if argv is None else argv)
     script, rest = args[0], args[1:]
     kept, skip = [], False
@@ -68,8 +70,10 @@ def resume_command(num_processes: int = 1, mixed_precision: str = "no", argv: li
         if arg.startswith(tuple(f"{flag}=" for flag in REPLACED)):
             continue
         kept.append(arg)
-    launcher = ["accelerate", "launch"]
-    if num_processes > 1:
-        launcher += ["--multi_gpu", "--num_processes", str(num_processes)]
+    if num_processes > 1:  # several CPU processes: only the environment variable gives them one process group
+        launcher = ["ACCELERATE_USE_CPU=1"] * cpu + ["accelerate", "launch", "--multi_gpu"]
+    else:
+        launcher = ["accelerate", "launch"] + ["--cpu"] * cpu
+    launcher += ["--num_processes", str(num_processes)]
     resume = ["--mixed_precision", mixed_precision, "--resume_from_checkpoint", "latest"]
     return shlex.join([*launcher, script, *kept, *resume])

@@ -313,7 +313,8 @@ class Trainer:
     def stop_for_signal(self, signum: int, window: LossWindow, progress: tqdm) -> None:
         self.flush_logs(window, progress)  # never checkpoint weights that followed a NaN
         self.save_checkpoint()
-        command = resume_command(self.accelerator.num_processes, self.accelerator.mixed_precision)
+        acc = self.accelerator
+        command = resume_command(acc.num_processes, acc.mixed_precision, cpu=acc.device.type == "cpu")
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         raise Preempted(
