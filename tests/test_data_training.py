@@ -46,11 +46,12 @@ def test_paired_original_naming_trains_and_reports_skipped_and_padded_files(tmp_
     args = distorted_stage(kaggle_like, parent, out, "--val_data", str(kaggle_like), "--synthetic_ratio", "0.5")
     args += tiny_args
     launch_train(args, cwd=tmp_path)
-    summary = json.loads((out / "distorted" / "config.json").read_text())
+    saved = json.loads((out / "distorted" / "config.json").read_text())
+    summary = saved["run"]
     assert summary["num_train_images"] == 6  # 7 pairs, the one with the broken clear file skipped
     assert any("image (5).png" in s for s in summary["skipped_files"])
     assert [p.rsplit("/", 1)[1] for p in summary["padded_files"]] == ["image (4).png"]
-    assert summary["data"]["synthetic_ratio"] == 0.5
+    assert saved["data"]["synthetic_ratio"] == 0.5
 
 
 def test_strict_data_stops_before_training_naming_the_file(tmp_path, kaggle_like, parent, tiny_args):
@@ -69,8 +70,8 @@ def test_clear_only_data_with_the_artwork_recipe(tmp_path, parent, tiny_args):
     recipe = str(REPO / "configs" / "distorted_art.yaml")
     args = [*distorted_stage(tmp_path / "photos", parent, out, "--config", recipe), *tiny_args]
     launch_train(args, cwd=tmp_path)
-    summary = json.loads((out / "distorted" / "config.json").read_text())
-    assert summary["distortions"]["p_cracks"] == 0.2 and summary["distortions"]["p_scratches"] == 0.3
+    saved = json.loads((out / "distorted" / "config.json").read_text())
+    assert saved["distortions"]["p_cracks"] == 0.2 and saved["distortions"]["p_scratches"] == 0.3
     assert list((out / "distorted" / "samples").glob("step-*.png"))
 
 
@@ -92,5 +93,5 @@ def test_two_processes_share_one_pixel_cache_and_split_the_images(tmp_path, tiny
     log = result.stdout + result.stderr
     assert len(re.findall(r"decoding 6 images into the pixel cache", log)) == 1  # once per machine, not per process
     assert len(list((out / "cache").glob("pixels-*"))) == 2  # training and validation images
-    summary = json.loads((out / "clear" / "config.json").read_text())
+    summary = json.loads((out / "clear" / "config.json").read_text())["run"]
     assert summary["num_train_images"] == 6 and summary["num_processes"] == 2

@@ -83,7 +83,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, data, proc
         run.kill()
         assert not (killed / "distorted" / "model.safetensors").exists()
     launch_train([*args, "--resume_from_checkpoint", "latest"], tmp_path, processes=processes)
-    summary = json.loads((killed / "distorted" / "config.json").read_text())
+    summary = json.loads((killed / "distorted" / "config.json").read_text())["run"]
     assert summary["resumed_from"] and summary["num_processes"] == processes
     assert len({p["pid"] for p in summary["processes"]}) == processes
     assert final_hash(killed) == final_hash(straight)
@@ -173,7 +173,7 @@ def test_ctrl_c_stops_two_processes_at_one_step_and_the_printed_command_resumes_
     resume = printed_resume_command(run.output)
     assert resume.startswith("ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ")
     run_printed(resume, tmp_path)
-    summary = json.loads((out / "distorted" / "config.json").read_text())
+    summary = json.loads((out / "distorted" / "config.json").read_text())["run"]
     assert summary["global_step"] == STEPS and summary["num_processes"] == 2
     assert summary["resumed_from"] == checkpoint
 
@@ -258,7 +258,7 @@ def test_max_bad_steps_skips_a_transient_nan(tmp_path, data):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "optimizer step skipped (1 of at most 1)" in result.stderr
-    summary = json.loads((tmp_path / "skipping" / "clear" / "config.json").read_text())
+    summary = json.loads((tmp_path / "skipping" / "clear" / "config.json").read_text())["run"]
     assert summary["bad_steps"] == 1 and summary["global_step"] == STEPS
 
 
@@ -268,7 +268,7 @@ def test_two_process_runs_exit_cleanly_ten_times(tmp_path, data):
         result = launch_train([*args, "--output_dir", str(tmp_path / f"run{i}")], tmp_path, processes=2, check=False)
         assert result.returncode == 0, f"run {i}: {result.stderr[-3000:]}"
         assert "terminate called" not in result.stderr
-        assert json.loads((tmp_path / f"run{i}" / "clear" / "config.json").read_text())["num_processes"] == 2
+        assert json.loads((tmp_path / f"run{i}" / "clear" / "config.json").read_text())["run"]["num_processes"] == 2
         shutil.rmtree(tmp_path / f"run{i}")  # ~280 MiB of checkpoint and weights each: small CI disks
 
 

@@ -26,13 +26,13 @@ def test_two_stages_on_embedded_data(tmp_path, tiny_args):
         model = load_model(run)
         assert not model.training
         config = json.loads((run / "config.json").read_text())
-        assert config["train"]["max_train_steps"] == 4 and config["num_processes"] == 1
+        assert config["train"]["max_train_steps"] == 4 and config["run"]["num_processes"] == 1
         assert list((run / "samples").glob("step-*.png")), "the final validation writes a comparison grid"
     meta = read_metadata(distorted)
     assert meta["stage"] == "distorted"
     assert meta["parent"] == str((clear / "model.safetensors").resolve())
     assert meta["parent_sha256"] == sha256_file(clear / "model.safetensors")
-    lineage = json.loads((distorted / "config.json").read_text())["lineage"]
+    lineage = json.loads((distorted / "config.json").read_text())["run"]["lineage"]
     assert lineage["parent_sha256"] == meta["parent_sha256"]
     assert not torch.equal(
         load_model(clear).state_dict()["decoder.fc2.weight"], load_model(distorted).state_dict()["decoder.fc2.weight"]
@@ -69,14 +69,25 @@ def test_distorted_without_clear_stops_with_the_command_to_run(tmp_path, tiny_ar
     assert not (tmp_path / "none" / "distorted" / "model.safetensors").exists()
 
 
+def test_a_run_folders_config_json_is_a_config_that_repeats_the_run(tmp_path, tiny_args):
+    """The resolved config is written so that `--config RUN/config.json` repeats the run; its `run` summary
+    (steps, processes, hashes) is what that run did, not settings."""
+    first, again = tmp_path / "first", tmp_path / "again"
+    launch_train(["--stage", "clear", "--max_train_steps", "2", "--output_dir", str(first), *tiny_args], tmp_path)
+    launch_train(["--config", str(first / "clear" / "config.json"), "--output_dir", str(again)], tmp_path)
+    assert sha256_file(again / "clear" / "model.safetensors") == sha256_file(first / "clear" / "model.safetensors")
+    repeated = json.loads((again / "clear" / "config.json").read_text())
+    assert repeated["train"]["max_train_steps"] == 2 and repeated["run"]["global_step"] == 2
+
+
 def test_two_processes_read_different_samples(tmp_path, tiny_args):
     out = tmp_path / "runs"
     launch_train(
         ["--stage", "clear", "--max_train_steps", "3", "--output_dir", str(out), *tiny_args], tmp_path, processes=2
     )
-    config = json.loads((out / "clear" / "config.json").read_text())
-    processes = config["processes"]
-    assert config["num_processes"] == 2 and [p["rank"] for p in processes] == [0, 1]
+    summary = json.loads((out / "clear" / "config.json").read_text())["run"]
+    processes = summary["processes"]
+    assert summary["num_processes"] == 2 and [p["rank"] for p in processes] == [0, 1]
     assert processes[0]["pid"] != processes[1]["pid"], "two real OS processes"
     assert processes[0]["first_batch_sum"] != processes[1]["first_batch_sum"], "each process reads its own crops"
     assert load_model(out / "clear") is not None
@@ -92,8 +103,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path, tiny_args):
         [*args, "--max_train_steps", "4", "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"], tmp_path
     )
     assert "at step 2" in result.stdout + result.stderr
-    config = json.loads((resumed / "clear" / "config.json").read_text())
-    assert config["resumed_from"].endswith("checkpoint-2")
+    summary = json.loads((resumed / "clear" / "config.json").read_text())["run"]
+    assert summary["resumed_from"].endswith("checkpoint-2")
     assert read_metadata(resumed / "clear")["global_step"] == "4"
     assert sha256_file(resumed / "clear" / "model.safetensors") == sha256_file(straight / "clear" / "model.safetensors")
 

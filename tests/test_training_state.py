@@ -76,7 +76,7 @@ def test_a_skipped_step_is_counted_across_a_resume(tmp_path, nan_at_call):
 
     resumed = fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest", **accumulate))
     assert resumed.global_step == 3 and resumed.bad_steps == 1
-    assert json.loads((tmp_path / "out" / "clear" / "config.json").read_text())["bad_steps"] == 1
+    assert json.loads((tmp_path / "out" / "clear" / "config.json").read_text())["run"]["bad_steps"] == 1
 
     with pytest.raises(CheckpointError, match="gradient_accumulation_steps 2"):
         fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest", checkpointing_steps=2))

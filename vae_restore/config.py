@@ -285,8 +285,12 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     return config
 
 
+RUN_SUMMARY = "run"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config: sections (`train:`, `optim:` ...) or flat leaf keys, both accepted."""
+    """Read a YAML config: sections (`train:`, `optim:` ...) or flat leaf keys, both accepted; a run
+    folder's config.json (JSON is YAML) is one too."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -302,6 +306,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
+        if key == RUN_SUMMARY and isinstance(value, dict):
+            continue  # a run folder's config.json: what that run did, not settings
         if key in _sections():
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: section {key!r} must be a mapping")
@@ -351,6 +357,7 @@ def config_from_args(args: argparse.Namespace, default_yaml: str | Path | None) 
     return build_config(getattr(args, "config", None) or default_yaml, given)
 
 
-def save_config(config: Config, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    data = config.to_dict() | (extra or {})
+def save_config(config: Config, path: str | Path, run: dict[str, Any] | None = None) -> None:
+    """The resolved config by section, and what the run did under `run`: `--config` takes the file back."""
+    data = config.to_dict() | ({RUN_SUMMARY: run} if run is not None else {})
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

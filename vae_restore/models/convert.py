@@ -38,6 +38,7 @@ def import_original_checkpoint(pth: Path, output_dir: Path) -> Path:
     weights = save_model(
         model, output_dir / WEIGHTS_NAME, {"stage": "imported", "source": str(pth), "source_sha256": sha256_file(pth)}
     )
-    config = {"model": {"preset": "original"}, "lineage": {"imported_from": str(pth), "sha256": sha256_file(pth)}}
+    lineage = {"imported_from": str(pth), "sha256": sha256_file(pth)}
+    config = {"model": {"preset": "original"}, "run": {"lineage": lineage}}
     (output_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return weights
