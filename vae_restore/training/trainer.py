@@ -315,8 +315,8 @@ class Trainer:
         self.save_checkpoint()
         acc = self.accelerator
         command = resume_command(acc.num_processes, acc.mixed_precision, cpu=acc.device.type == "cpu")
-        self.accelerator.wait_for_everyone()
-        self.accelerator.end_training()
+        acc.wait_for_everyone()
+        acc.end_training()
         raise Preempted(
             f"stopped by {signal.Signals(signum).name} at step {self.global_step}; checkpoint: "
             f"{self.last_checkpoint()}\nresume with:\n  {command}",
