@@ -171,9 +171,28 @@ def test_only_bad_files_is_an_error_listing_them(tmp_path):
 def test_decompression_bomb_is_refused_clearly(tmp_path, monkeypatch, limit_factor):
     path = save(Image.new("RGB", (100, 100)), tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(100 * 100 * limit_factor))
-    with pytest.raises(DataError, match="decompression-bomb limit") as e:
+    with pytest.raises(DataError, match="100x100 = 10000 pixels, more than the limit") as e:
         decode_rgb(path)
-    assert str(path) in str(e.value)
+    assert str(path) in str(e.value) and "PIL.Image.MAX_IMAGE_PIXELS" in str(e.value)
+    assert "exceeds limit" not in str(e.value), "PIL's own text names twice the limit: contradictory"
+
+
+def test_a_threads_own_pixel_limit_never_applies_to_another_thread(tmp_path):
+    """PIL's limit is one module global; a low limit for one file must not refuse another thread's files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = save(Image.new("RGB", (60, 50)), tmp_path / "big.png")
+    other = save(Image.new("RGB", (40, 40)), tmp_path / "other.png")
+
+    def refused_under_a_low_limit(_):
+        with pytest.raises(DataError, match="more than the limit of 1000 pixels"):
+            decode_rgb(big, max_pixels=1000)
+
+    with ThreadPoolExecutor(2) as pool:
+        low = pool.map(refused_under_a_low_limit, range(300))
+        default = list(pool.map(lambda _: decode_rgb(other).shape, range(300)))
+        list(low)
+    assert default == [(40, 40, 3)] * 300
 
 
 def check_decoded(path: Path) -> np.ndarray | None:

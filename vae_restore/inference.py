@@ -63,12 +63,9 @@ def as_float_image(image: ImageLike, max_pixels: int | None = None) -> tuple[np.
     A file over `max_pixels` (default: PIL's decompression-bomb limit) is refused with advice to raise it.
     """
     if isinstance(image, (str, os.PathLike)):
-        from PIL import Image
-
         from .data.decode import decode_rgb
 
-        limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-        return decode_rgb(image, max_pixels=limit).astype(np.float32) / 255.0, True
+        return decode_rgb(image, max_pixels=max_pixels).astype(np.float32) / 255.0, True
     if hasattr(image, "getbands") and hasattr(image, "convert"):  # a PIL image, without importing PIL eagerly
         from .data.decode import to_rgb
 

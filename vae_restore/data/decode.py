@@ -65,35 +65,38 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pil_limit(max_pixels: int | None):
-    """PIL reads its limit from a module global: set it to the caller's limit while one file decodes."""
-    if max_pixels is None:
-        yield
-        return
+def _open_within_limit(path: str | os.PathLike, max_pixels: int | None):
+    """(image, limit): open `path` under `max_pixels` (default: PIL's own limit, as the user has set it).
+
+    PIL checks a module global when it opens a file. Every open holds one lock, with the global set to
+    this call's limit, so no thread ever opens under another thread's limit; opening reads the header
+    only, and the slow decode that follows runs outside the lock.
+    """
     with _PIL_LIMIT_LOCK:
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        saved = Image.MAX_IMAGE_PIXELS
+        limit = saved if max_pixels is None else max_pixels
+        Image.MAX_IMAGE_PIXELS = limit
         try:
-            yield
+            image = Image.open(path)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+    with image:
+        yield image, limit
 
 
 def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = max_pixels
     try:
-        with _pil_limit(max_pixels), Image.open(path) as image:
+        with _open_within_limit(path, max_pixels) as (image, limit):
             if image.width * image.height > (limit or float("inf")):
                 raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels")
             image.load()
             rgb = to_rgb(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        if max_pixels is None:
-            limit_name, advice = "PIL's decompression-bomb limit", "raise PIL.Image.MAX_IMAGE_PIXELS"
-        else:
-            limit_name, advice = "the limit", "raise --max_pixels (Restorer's max_pixels)"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(
-            f"{path}: refused, larger than {limit_name} of {limit} pixels ({e}); "
-            f"downscale the file or {advice} if you trust it"
+            f"{path}: refused, {_header_size(path)}more than the limit of {limit or Image.MAX_IMAGE_PIXELS} pixels "
+            "(a guard against decompression bombs); downscale the file, or if you trust it raise the limit: "
+            "--max_pixels / Restorer(max_pixels=...) when restoring, PIL.Image.MAX_IMAGE_PIXELS elsewhere"
         ) from None
     except Exception as e:  # any decoder failure on a bad file is that file's problem, not the run's
         reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else f"{type(e).__name__}: {e}"
@@ -101,6 +104,19 @@ def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarra
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise DataError(f"{path}: not a readable image (it has no pixels)")
     return rgb
+
+
+def _header_size(path: str | os.PathLike) -> str:
+    """ "W×H = N pixels, " from the file's header, for a refusal's message ("" when even that can't be read)."""
+    with _PIL_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as image:
+                return f"{image.width}x{image.height} = {image.width * image.height} pixels, "
+        except Exception:
+            return ""
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def decode_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
