@@ -73,6 +73,62 @@ def test_globs_keep_image_files_and_named_files_are_tried(model_path, tmp_path, 
     assert "no image file matches" in capsys.readouterr().out
 
 
+def test_an_onnxruntime_failure_on_one_file_is_reported_and_the_rest_continue(
+    model_path, tmp_path, capsys, monkeypatch
+):
+    """onnxruntime's errors (out of memory above all) derive from Exception only, not from RuntimeError."""
+    from onnxruntime import InferenceSession
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    big = write_images(tmp_path / "in", 1, size=(300, 300), names=["big.png"])[0]
+    small = write_images(tmp_path / "in", 1, size=(100, 100), seed=1, names=["small.png"])[0]
+    run = InferenceSession.run
+
+    def out_of_memory_above_one_tile(self, outputs, feeds, *args, **kwargs):
+        if len(next(iter(feeds.values()))) > 1:
+            raise Fail("Failed to allocate memory for requested buffer")
+        return run(self, outputs, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(InferenceSession, "run", out_of_memory_above_one_tile)
+    out = tmp_path / "out"
+    assert main(["restore", str(big), str(small), "--model", str(model_path), "--output", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "restored 1 of 2" in printed and "big.png: onnxruntime failed on a batch of" in printed
+    assert "--batch_size" in printed and (out / "small.png").is_file() and not (out / "big.png").exists()
+    assert main(["restore", str(big), "--model", str(model_path), "--output", str(out), "--batch_size", "1"]) == 0
+
+
+def test_a_model_file_onnxruntime_cannot_load_is_one_clear_error(model_path, tmp_path, capsys):
+    import json
+
+    from vae_restore.models import sha256_file
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf" * 10)
+    manifest = json.loads(model_path.with_name(model_path.name + ".json").read_text())
+    manifest["sha256"] = sha256_file(broken)
+    broken.with_name("broken.onnx.json").write_text(json.dumps(manifest))
+    image = write_images(tmp_path / "in", 1, size=(40, 40))[0]
+    assert main(["restore", str(image), "--model", str(broken), "--output", str(tmp_path / "out")]) == 2
+    assert f"error: onnxruntime cannot load {broken}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argument", [{"overlap": 16.5}, {"batch_size": 2.5}, {"threads": "2"}, {"max_pixels": 1e6}])
+def test_restorer_arguments_must_be_whole_numbers(model_path, argument):
+    with pytest.raises(ValueError, match=f"{next(iter(argument))} must be a whole number"):
+        Restorer(model_path, **argument)
+
+
+def test_float_pixels_a_rounding_error_outside_zero_one_are_clipped_not_refused(model_path):
+    restorer = Restorer(model_path)
+    image = np.full((20, 30, 3), 0.5)
+    image[0, 0], image[0, 1] = -1e-9, 1 + 1e-7
+    assert restorer.restore(image).shape == (20, 30, 3)
+    image[0, 0] = -0.01
+    with pytest.raises(ValueError, match=r"float images must be in \[0, 1\]"):
+        restorer.restore(image)
+
+
 def test_max_pixels_bounds_the_input_files(model_path, tmp_path, capsys, monkeypatch):
     image = write_images(tmp_path / "in", 1, size=(40, 40))[0]
     out = tmp_path / "out"

@@ -31,3 +31,7 @@ class Preempted(VAERestoreError):
 
 class ExportError(VAERestoreError):
     """An ONNX export could not be written or did not pass the parity gate."""
+
+
+class InferenceError(VAERestoreError, RuntimeError):
+    """onnxruntime could not load or run the model (out of memory, a broken file, a failed provider)."""

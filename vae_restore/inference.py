@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InferenceError
 from .export.manifest import verify_model_file
 from .tiling import check_overlap, default_overlap, restore_tiled
 
@@ -28,6 +28,7 @@ QUIET = 3  # onnxruntime log severity: errors only (start-up info and warnings a
 SILENT = 4  # while trying CUDA: a missing CUDA library is reported by the fallback, not by a log line
 
 ImageLike = np.ndarray | str | os.PathLike
+FLOAT_SLACK = 1 / 510  # half an 8-bit level: rounding overshoot of float pixels, clipped rather than refused
 
 
 def _import_onnxruntime():
@@ -86,11 +87,11 @@ def as_float_image(image: ImageLike, max_pixels: int | None = None) -> tuple[np.
     if not np.isfinite(image).all():
         raise ValueError("the image contains NaN or infinite values")
     low, high = float(image.min()), float(image.max())
-    if low < 0.0 or high > 1.0:
+    if low < -FLOAT_SLACK or high > 1.0 + FLOAT_SLACK:
         raise ValueError(
             f"float images must be in [0, 1], got values in [{low:g}, {high:g}] (divide 0-255 data by 255)"
         )
-    return image.astype(np.float32), False
+    return np.clip(image, 0.0, 1.0, dtype=np.float32), False
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -117,6 +118,14 @@ class Restorer:
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"no ONNX model at {self.path}; export one with `python -m export.onnx`")
+        for name, value, optional in (
+            ("batch_size", batch_size, False),
+            ("overlap", overlap, True),
+            ("max_pixels", max_pixels, True),
+            ("threads", threads, True),
+        ):
+            if not (value is None and optional) and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_pixels is not None and max_pixels < 1:
@@ -164,21 +173,27 @@ class Restorer:
         options.log_severity_level = QUIET
         if threads:
             options.intra_op_num_threads = threads
-        if CUDA not in wanted:
-            ort.set_default_logger_severity(QUIET)
-            return ort.InferenceSession(str(self.path), options, providers=wanted)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* wheels, when installed
-                ort.preload_dlls()
-        ort.set_default_logger_severity(SILENT)
+        if CUDA in wanted:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* wheels, when installed
+                    ort.preload_dlls()
+        ort.set_default_logger_severity(SILENT if CUDA in wanted else QUIET)
         try:
             return ort.InferenceSession(str(self.path), options, providers=wanted)
+        except Exception as e:  # onnxruntime's own error types derive from Exception only
+            raise InferenceError(f"onnxruntime cannot load {self.path}: {e}") from None
         finally:
             ort.set_default_logger_severity(QUIET)
 
     def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
         """N×3×T×T float32 in [0, 1] -> restored, one session call."""
-        out = self.session.run(None, {self.input_name: tiles.astype(self.input_dtype, copy=False)})[0]
+        try:
+            out = self.session.run(None, {self.input_name: tiles.astype(self.input_dtype, copy=False)})[0]
+        except Exception as e:  # out of memory above all: say what to lower
+            raise InferenceError(
+                f"onnxruntime failed on a batch of {len(tiles)} tiles on {self.provider} ({e}); "
+                "a smaller batch_size (--batch_size) needs less memory"
+            ) from None
         return np.asarray(out, dtype=np.float32)
 
     def restore(self, image: ImageLike) -> np.ndarray:
