@@ -147,6 +147,17 @@ def test_invalid_requests_are_refused_before_exporting(tmp_path):
     with pytest.raises(ExportError, match="positive"):
         export_onnx(weights, tmp_path / "m.onnx", check_batch_sizes=(0,))
     assert not (tmp_path / "m.onnx").exists()
+    before = weights.read_bytes()
+    with pytest.raises(ExportError, match=r"must end in \.onnx"):
+        export_onnx(weights, weights)  # would have replaced the weights it reads
+    assert weights.read_bytes() == before
+    with pytest.raises(ExportError, match="is a folder"):
+        export_onnx(weights, tmp_path / "run")
+    with pytest.raises(ExportError, match="is a folder"):
+        export_onnx(weights, f"{tmp_path / 'new'}/")
+    with pytest.raises(ExportError, match="is a file, not a folder"):
+        export_onnx(weights, weights / "sub" / "m.onnx")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["model.safetensors", "run"]
 
 
 @pytest.mark.slow

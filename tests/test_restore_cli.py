@@ -157,12 +157,49 @@ def test_never_writes_onto_an_input(model_path, tmp_path, capsys):
     assert [p.read_bytes() for p in paths] == before and len(list((tmp_path / "in").iterdir())) == 2
 
 
+def test_an_output_folder_inside_the_input_folder_is_not_read_as_input_next_time(model_path, tmp_path, capsys):
+    write_images(tmp_path / "in", 2, size=(40, 40))
+    args = ["restore", str(tmp_path / "in"), "--model", str(model_path), "--output", str(tmp_path / "in" / "restored")]
+    assert main(args) == 0
+    assert main(args) == 0 and "restored 2 of 2" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "in" / "restored").rglob("*")) == ["img_000.png", "img_001.png"]
+
+
 def test_two_inputs_with_one_output_name_are_refused(model_path, tmp_path, capsys):
     a = write_images(tmp_path / "a", 1, size=(40, 40))
     b = write_images(tmp_path / "b", 1, size=(40, 40))
     code = main(["restore", str(a[0]), str(b[0]), "--model", str(model_path), "--output", str(tmp_path / "out")])
     assert code == 2 and "would both be written" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_keep_the_colour_profile_and_exif_and_any_name_gets_a_format(model_path, tmp_path):
+    from PIL import ImageCms, JpegImagePlugin
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "ACME"  # rotated 90° on display; the camera's make
+    (tmp_path / "in").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "in" / "photo.jpg", icc_profile=srgb, exif=exif.tobytes())
+    Image.fromarray(pixels).save(tmp_path / "in" / "scan", format="PNG")  # a file with no suffix
+    names = [str(tmp_path / "in" / "photo.jpg"), str(tmp_path / "in" / "scan")]
+    assert main(["restore", *names, "--model", str(model_path), "--output", str(tmp_path / "out")]) == 0
+    with Image.open(tmp_path / "out" / "photo.jpg") as out:
+        assert out.size == (30, 50), "the pixels come out upright"
+        assert out.info["icc_profile"] == srgb
+        assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "ACME"
+        assert JpegImagePlugin.get_sampling(out) == 0, "4:4:4, no chroma subsampling added"
+    assert Image.open(tmp_path / "out" / "scan.png").size == (50, 30)
+
+
+@pytest.mark.parametrize("bad", [["s/noext"], ["s/"], ["a.png", "--noise", "-5"], ["a.png", "--noise", "nan"]])
+def test_sample_image_refuses_a_name_without_format_and_a_bad_sigma(tmp_path, monkeypatch, capsys, bad):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["sample-image", "astronaut", *bad])
+    assert e.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.*"))
 
 
 def test_sample_image_writes_an_embedded_sample(tmp_path):

@@ -28,6 +28,9 @@ def test_import_original_pth_converts_to_a_run_folder(tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in original.items())
     assert read_metadata(tmp_path / "run")["stage"] == "imported"
     assert (tmp_path / "run" / "config.json").is_file()
+    with pytest.raises(CheckpointError, match="model.safetensors exists: choose a new run folder"):
+        import_original_checkpoint(pth, tmp_path / "run")
+    assert import_original_checkpoint(pth, tmp_path / "run", overwrite=True) == tmp_path / "run" / "model.safetensors"
 
 
 class RunsCode:

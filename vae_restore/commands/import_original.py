@@ -14,11 +14,12 @@ NAME = "import-original"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="the original code's vae_model.pth (a state dict)")
     parser.add_argument("output_dir", type=Path, help="run folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="replace the weights and config.json already there")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..models.convert import import_original_checkpoint
 
-    weights = import_original_checkpoint(args.checkpoint, args.output_dir)
+    weights = import_original_checkpoint(args.checkpoint, args.output_dir, args.overwrite)
     print(f"wrote {weights}")
     return 0

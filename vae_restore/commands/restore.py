@@ -42,10 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
     """Expand INPUTs into (source, target) jobs; inputs that match nothing come back as failure messages."""
     from ..data.decode import IMAGE_SUFFIXES
+    from ..data.encode import writable_path
     from ..data.files import list_images
     from ..errors import DataError
 
     jobs, failures = [], []
+    resolved_output = output.resolve()
     for item in inputs:
         if GLOB_CHARS & set(item) and not Path(item).exists():
             found = (Path(p) for p in glob.glob(item, recursive=True))
@@ -55,14 +57,21 @@ def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
             jobs += [Job(p, output / p.name) for p in matches]
         elif Path(item).is_dir():
             try:
-                jobs += [Job(p, output / p.relative_to(item)) for p in list_images(Path(item))]
+                found = [p for p in list_images(Path(item)) if not _earlier_output(p, Path(item), resolved_output)]
             except DataError as e:
                 failures.append(str(e))
+            else:
+                jobs += [Job(p, output / p.relative_to(item)) for p in found]
         elif Path(item).is_file():
-            jobs.append(Job(Path(item), output / Path(item).name))
+            jobs.append(Job(Path(item), writable_path(output / Path(item).name)))  # any name: PNG if unknown
         else:
             failures.append(f"{item}: no such file or folder")
     return list(dict.fromkeys(jobs)), failures
+
+
+def _earlier_output(path: Path, folder: Path, output: Path) -> bool:
+    """A file an earlier run wrote into an --output folder inside the scanned folder (not an input)."""
+    return output != folder.resolve() and output in path.resolve().parents
 
 
 def check_targets(jobs: list[Job]) -> str | None:
@@ -79,17 +88,10 @@ def check_targets(jobs: list[Job]) -> str | None:
     return None
 
 
-def save_image(image, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
-    Image.fromarray(image).save(path, **options)
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..data.encode import save_rgb
     from ..inference import Restorer
 
     jobs, failures = plan_jobs(args.inputs, args.output)
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     start, done = time.perf_counter(), 0
     for job in tqdm(jobs, unit="image", file=sys.stderr, disable=None):
         try:
-            save_image(restorer.restore(job.source), job.target)
+            save_rgb(restorer.restore(job.source), job.target, job.source)
             done += 1
         except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one bad file must not stop the rest
             failures.append(str(e) if str(job.source) in str(e) else f"{job.source}: {e}")

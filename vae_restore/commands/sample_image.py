@@ -15,10 +15,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..data.embedded import EMBEDDED_NAMES
 
     parser.add_argument("name", choices=EMBEDDED_NAMES, help="sample name")
-    parser.add_argument("output", type=Path, help="image file to write (format from its suffix, e.g. .png)")
-    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise σ (0-255 scale)")
+    parser.add_argument("output", type=image_file, help="image file to write (format from its suffix, e.g. .png)")
+    parser.add_argument(
+        "--noise", type=noise_sigma, default=0.0, metavar="SIGMA", help="Gaussian noise σ (0-255 scale)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--size", type=parse_size, metavar="WxH", help="resize to W×H (bicubic), e.g. 2048x1536")
+
+
+def image_file(text: str) -> Path:
+    from ..data.encode import writable_format
+
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", "\\")):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name the image file, e.g. {path / 'sample.png'}")
+    if writable_format(path) is None:
+        raise argparse.ArgumentTypeError(f"{text}: no image format for suffix {path.suffix!r}; use .png or .jpg")
+    return path
+
+
+def noise_sigma(text: str) -> float:
+    sigma = float(text)
+    if not sigma >= 0.0 or sigma == float("inf"):  # `not >=` also catches NaN
+        raise argparse.ArgumentTypeError(f"σ must be a finite number >= 0, got {text}")
+    return sigma
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -47,6 +47,20 @@ def run_config(weights: Path) -> dict | None:
         return None
 
 
+def check_output(output: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output that is a folder, sits under a file, or is not a `.onnx` name
+    (which also keeps the export from replacing the weights it reads)."""
+    path = Path(output)
+    if path.is_dir() or str(output).endswith(("/", os.sep)):
+        raise ExportError(f"--output {output} is a folder; name the file, e.g. {path / 'model.onnx'}")
+    if path.suffix != ".onnx":
+        raise ExportError(f"--output {output} must end in .onnx (its manifest goes beside it as {path.name}.onnx.json)")
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ExportError(f"--output {output}: {parent} is a file, not a folder")
+    return path
+
+
 def export_onnx(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -62,7 +76,7 @@ def export_onnx(
         raise ExportError(f"check batch sizes must be positive integers, got {list(check_batch_sizes)}")
     weights = resolve_weights(checkpoint)
     model = load_model(weights)
-    output = Path(output)
+    output = check_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = io_specs(model, part)
     tmp_model = output.with_name(f".{output.name}.{os.getpid()}.tmp")

@@ -12,10 +12,13 @@ from ..errors import CheckpointError
 from .io import WEIGHTS_NAME, import_original_state_dict, save_model, sha256_file
 
 
-def import_original_checkpoint(pth: Path, output_dir: Path) -> Path:
+def import_original_checkpoint(pth: Path, output_dir: Path, overwrite: bool = False) -> Path:
     """Convert `vae_model.pth` (a state dict under the original names) into OUTPUT_DIR/model.safetensors."""
     if not pth.is_file():
         raise CheckpointError(f"{pth} does not exist")
+    taken = [output_dir / name for name in (WEIGHTS_NAME, "config.json") if (output_dir / name).exists()]
+    if taken and not overwrite:
+        raise CheckpointError(f"{taken[0]} exists: choose a new run folder, or pass --overwrite to replace it")
     try:
         state = torch.load(pth, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's own text advises weights_only=False, which this project forbids

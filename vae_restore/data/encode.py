@@ -1,0 +1,50 @@
+"""Write restored RGB images: the format from the suffix, the source's colour profile and EXIF kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ORIENTATION = 0x0112  # EXIF tag; the decoded pixels are already upright
+FORMAT_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}  # 4:4:4: no chroma loss
+
+
+def writable_format(path: Path) -> str | None:
+    """The format PIL writes for `path`'s suffix, or None (no suffix, or one PIL cannot write)."""
+    name = Image.registered_extensions().get(path.suffix.lower())
+    return name if name in Image.SAVE else None
+
+
+def writable_path(path: Path) -> Path:
+    """`path`, or `path` + ".png" when its suffix names no format PIL can write."""
+    return path if writable_format(path) else path.with_name(path.name + ".png")
+
+
+def source_metadata(source: Path) -> dict:
+    """Save options that carry over from an RGB source file: its ICC profile and EXIF (orientation reset).
+
+    A profile of another colour space (CMYK, grey) would misdescribe the RGB output, so it is dropped.
+    """
+    try:
+        with Image.open(source) as image:
+            options = {}
+            if image.mode in ("RGB", "RGBA") and image.info.get("icc_profile"):
+                options["icc_profile"] = image.info["icc_profile"]
+            exif = image.getexif()
+            if exif:
+                if ORIENTATION in exif:
+                    exif[ORIENTATION] = 1
+                options["exif"] = exif.tobytes()
+            return options
+    except Exception:  # the pixels were read, so this is only metadata: write without it
+        return {}
+
+
+def save_rgb(image: np.ndarray, path: Path, source: Path | None = None) -> None:
+    """Write H×W×3 uint8 to `path` (its folders made), with the source's metadata when given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    format_name = writable_format(path)
+    options = {**FORMAT_OPTIONS.get(format_name, {}), **(source_metadata(source) if source else {})}
+    Image.fromarray(image).save(path, format=format_name, **options)
