@@ -14,13 +14,20 @@ from vae_restore.config import build_config
 from vae_restore.distortions.preview import preview_grid
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of images (or paired data: its clear images are used)")
     parser.add_argument("--output", default="distortions.png", help="PNG to write")
     parser.add_argument("--config", help="YAML whose distortions section sets the ranges and the mixture")
-    parser.add_argument("--rows", type=int, default=6)
-    parser.add_argument("--zoom", type=int, default=2, help="enlargement of each crop (nearest neighbour)")
+    parser.add_argument("--rows", type=positive_int, default=6)
+    parser.add_argument("--zoom", type=positive_int, default=2, help="enlargement of each crop (nearest neighbour)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = build_config(args.config)

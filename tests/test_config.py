@@ -49,6 +49,10 @@ def test_shipped_stage_configs_load():
         ({"seed": "-1"}, "seed must be in"),
         ({"seed": str(2**32)}, "seed must be in"),
         ({"lr_warmup_steps": "-5"}, "lr_warmup_steps must be >= 0"),
+        ({"adam_weight_decay": "-1"}, "adam_weight_decay must be finite and >= 0"),
+        ({"adam_weight_decay": "nan"}, "adam_weight_decay must be finite and >= 0"),
+        ({"synthetic_ratio": "0.25", "train_batch_size": "2"}, "rounds to no crop"),
+        ({"stage": "clear", "init_from": "runs/x"}, "init_from is for stage distorted"),
     ],
 )
 def test_bad_values_are_named(overrides, message):

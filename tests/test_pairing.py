@@ -172,6 +172,13 @@ def test_manifest_rows_naming_missing_files_are_reported_with_line_numbers(tmp_p
     assert len(find_records(tmp_path, allow_unpaired=True)) == 1
 
 
+def test_a_repeated_manifest_row_counts_once(tmp_path, caplog):
+    touch_images(tmp_path / "imgs", ["c.png", "d.png", "e.png"])
+    (tmp_path / "pairs.csv").write_text("imgs/d.png,imgs/c.png\nimgs/e.png,imgs/c.png\n./imgs/d.png,imgs/c.png\n")
+    assert names(find_records(tmp_path), tmp_path) == [("imgs/c.png", "imgs/d.png"), ("imgs/c.png", "imgs/e.png")]
+    assert "1 repeated rows left out" in caplog.text
+
+
 def test_bad_jsonl_line_names_the_line(tmp_path):
     manifest = tmp_path / "pairs.jsonl"
     manifest.write_text('{"distorted": "a.png"}\n')

@@ -40,6 +40,13 @@ def test_preview_script_writes_a_png(tmp_path):
     run_script("preview_distortions.py", "--data", str(tmp_path / "imgs"), "--output", str(out), "--rows", "2",
                "--config", recipe)  # fmt: skip
     assert Image.open(out).size[1] == LABEL_HEIGHT + 2 * 260
+    for flag in ("--rows", "--zoom"):
+        refused = subprocess.run(
+            [sys.executable, str(REPO / "launch" / "preview_distortions.py"), "--data", ".", flag, "0"],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2 and f"{flag}: must be at least 1" in refused.stderr
 
 
 def test_benchmark_times_every_pipeline(tmp_path):

@@ -103,6 +103,22 @@ def test_metrics_of_a_nan_image_are_nan_not_an_error():
     assert all(torch.isnan(v[1]) for v in metrics.values())
 
 
+def test_a_resume_continues_the_same_run_or_is_refused_naming_what_changed(tmp_path):
+    torch.set_num_threads(1)
+    fit_in_process(config_for(tmp_path, checkpointing_steps=2))
+    with pytest.raises(CheckpointError, match="holds checkpoints of an earlier run .newest: checkpoint-2."):
+        fit_in_process(config_for(tmp_path, checkpointing_steps=2))  # its own would be rotated away
+    changed = config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest")
+    changed.optim = replace(changed.optim, learning_rate=0.5)
+    changed.model = replace(changed.model, preset="residual")
+    with pytest.raises(CheckpointError, match=r"--preset original \(this run: residual\); --learning_rate 0.001"):
+        fit_in_process(changed)
+    with pytest.raises(CheckpointError, match="at step 2, past --max_train_steps 1"):
+        fit_in_process(config_for(tmp_path, max_train_steps=1, resume_from_checkpoint="checkpoint-2"))
+    resumed = fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="checkpoint-2"))
+    assert resumed.global_step == 3 and resumed.resumed_from.name == "checkpoint-2"
+
+
 def test_stage_distorted_refuses_a_parent_of_another_preset(tmp_path):
     save_model(VAE(get_preset("residual")), tmp_path / "parent.safetensors")
     config = config_for(tmp_path, stage="distorted", init_from=str(tmp_path / "parent.safetensors"))

@@ -200,6 +200,10 @@ class Config:
                 f"adam_beta1 and adam_beta2 must be in [0, 1), got {o.adam_beta1}, {o.adam_beta2}",
             ),
             (o.adam_epsilon > 0, f"adam_epsilon must be > 0, got {o.adam_epsilon}"),
+            (
+                math.isfinite(o.adam_weight_decay) and o.adam_weight_decay >= 0,
+                f"adam_weight_decay must be finite and >= 0, got {o.adam_weight_decay}",
+            ),
             (o.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0"),
             (o.max_grad_norm is None or o.max_grad_norm > 0, "max_grad_norm must be > 0 (none: no clipping)"),
             (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
@@ -207,6 +211,16 @@ class Config:
             (self.data.val_crops_per_image >= 1, "val_crops_per_image must be >= 1"),
             (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),
             (0.0 <= self.data.synthetic_ratio <= 1.0, "synthetic_ratio must be in [0, 1]"),
+            (
+                self.data.synthetic_ratio == 0 or round(self.data.synthetic_ratio * t.train_batch_size) > 0,
+                f"synthetic_ratio {self.data.synthetic_ratio} of a batch of {t.train_batch_size} rounds to no crop: "
+                "raise it or the batch size",
+            ),
+            (
+                t.init_from is None or t.stage == "distorted",
+                "init_from is for stage distorted (it starts from clear-stage weights); stage clear starts from "
+                "random weights",
+            ),
             (self.data.data_layout in DATA_LAYOUTS, f"data_layout must be one of {DATA_LAYOUTS}"),
             (self.data.pixel_cache in PIXEL_CACHES, f"pixel_cache must be one of {PIXEL_CACHES}"),
             *self.distortions.checks(),

@@ -133,4 +133,7 @@ def read_manifest(manifest: Path) -> Pairing:
             pairs.append(ImageRecord(c, d))
     if not pairs and not missing:
         raise DataError(f"manifest {manifest} lists no pairs")
-    return Pairing(pairs, missing, "name files that do not exist (manifest rows)")
+    unique = list(dict.fromkeys(pairs))  # a repeated row would be drawn twice as often
+    if len(unique) < len(pairs):
+        logger.warning("manifest %s: %d repeated rows left out", manifest, len(pairs) - len(unique))
+    return Pairing(unique, missing, "name files that do not exist (manifest rows)")

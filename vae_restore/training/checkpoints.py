@@ -40,13 +40,23 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def resolve_resume(run_dir: Path, request: str | None) -> Path | None:
-    """`latest` -> the newest complete checkpoint (None if there is none); a path must exist."""
+    """`latest` -> the newest complete checkpoint (None if there is none); a path, or a checkpoint's name
+    under RUN_DIR/checkpoints, must exist. A new run refuses a folder holding an earlier run's checkpoints:
+    its own would be rotated away in their favour, and `latest` would then resume the other run."""
+    found = complete_checkpoints(run_dir)
     if request is None:
+        if found:
+            raise CheckpointError(
+                f"{checkpoints_dir(run_dir)} holds checkpoints of an earlier run (newest: {found[-1].name}): "
+                "continue it with --resume_from_checkpoint latest, or start afresh in another --output_dir "
+                "(or after deleting that folder)"
+            )
         return None
     if request == "latest":
-        found = complete_checkpoints(run_dir)
         return found[-1] if found else None
     path = Path(request)
+    if not (path / STATE_FILE).is_file() and (checkpoints_dir(run_dir) / request / STATE_FILE).is_file():
+        path = checkpoints_dir(run_dir) / request
     if not (path / STATE_FILE).is_file():
         raise CheckpointError(
             f"{path} is not a complete checkpoint (no {STATE_FILE}); "
@@ -63,18 +73,32 @@ MUST_MATCH = {
 }
 
 
-def run_state(accelerator, step: int, bad_steps: int = 0) -> dict:
+def run_state(accelerator, step: int, bad_steps: int = 0, settings: dict | None = None) -> dict:
     return {
         "global_step": step,
         "bad_steps": bad_steps,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
+        "settings": json.loads(json.dumps(settings or {})),  # as read back: tuples become lists
     }
 
 
+def changed_settings(saved: dict, now: dict) -> list[str]:
+    """`--flag saved (this run: now)` for each setting a resume may not change (`resume_settings`)."""
+    return [
+        f"--{key.split('.')[-1]} {saved[key]} (this run: {now.get(key)})" for key in saved if saved[key] != now.get(key)
+    ]
+
+
 def save_checkpoint(
-    accelerator, run_dir: Path, step: int, data_generator: torch.Generator, ema=None, bad_steps: int = 0
+    accelerator,
+    run_dir: Path,
+    step: int,
+    data_generator: torch.Generator,
+    ema=None,
+    bad_steps: int = 0,
+    settings: dict | None = None,
 ) -> Path:
     """Write checkpoint-<step> atomically; every process must call this."""
     final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
@@ -92,7 +116,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         if ema is not None:
             ema.save(tmp)
-        (tmp / STATE_FILE).write_text(json.dumps(run_state(accelerator, step, bad_steps)) + "\n")
+        (tmp / STATE_FILE).write_text(json.dumps(run_state(accelerator, step, bad_steps, settings)) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -100,10 +124,18 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> dict:
+def load_checkpoint(
+    accelerator, path: Path, data_generator: torch.Generator, ema=None, settings: dict | None = None
+) -> dict:
     """Restore every piece of state saved by `save_checkpoint`; returns its `trainer_state.json`."""
     state = json.loads((path / STATE_FILE).read_text())
-    now = run_state(accelerator, state["global_step"])
+    now = run_state(accelerator, state["global_step"], settings=settings)
+    changed = changed_settings(state.get("settings", {}), now["settings"])
+    if changed:
+        raise CheckpointError(
+            f"{path} was written with other settings: {'; '.join(changed)}. A resume continues the same run: "
+            "pass the checkpoint's values, or start a new run in another --output_dir"
+        )
     for key, flag in MUST_MATCH.items():
         if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
             raise CheckpointError(

@@ -19,7 +19,7 @@ from ..config import Config, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
-from ..errors import ConfigError, Preempted, TrainingError
+from ..errors import CheckpointError, ConfigError, Preempted, TrainingError
 from ..losses import LossTerms, loss_means, vae_loss
 from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, save_model, sha256_file
 from . import checkpoints
@@ -82,6 +82,15 @@ def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
     return g
 
 
+# What decides the network, the optimiser's path and the data stream: a resumed run may not change it.
+RESUME_SECTIONS = ("model", "loss", "optim", "distortions")
+RESUME_KEYS = ("train.seed", "train.train_batch_size", "data.crop_size", "data.noise_sigma", "data.synthetic_ratio")
+
+
+def resume_settings(config: Config) -> dict:
+    return {k: v for k, v in config.flat().items() if k.split(".")[0] in RESUME_SECTIONS or k in RESUME_KEYS}
+
+
 def compile_plugin(mode: str) -> TorchDynamoPlugin:
     """Static shapes: training's batch never changes, and validation's shorter last chunk gets a static graph
     of its own instead of a dynamic-shape recompilation (slower kernels)."""
@@ -126,6 +135,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = t.cudnn_benchmark
         optimizer = build_optimizer(model.parameters(), config.optim, fused=self.accelerator.device.type == "cuda")
         scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, self.accelerator.num_processes)
+        if config.optim.lr_warmup_steps >= t.max_train_steps:
+            logger.warning(
+                "lr_warmup_steps %d >= max_train_steps %d: the learning rate never reaches %g and never decays",
+                config.optim.lr_warmup_steps,
+                t.max_train_steps,
+                config.optim.learning_rate,
+            )
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         # Accelerate compiles the model only; the loss's elementwise passes over the batch fuse too.
         self.loss_means = torch.compile(loss_means, dynamic=False) if t.compile else loss_means
@@ -190,8 +206,14 @@ class Trainer:
             )
             return
         if path is not None:
-            state = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema)
+            settings = resume_settings(self.config)
+            state = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema, settings)
             self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
+            if self.global_step > t.max_train_steps:
+                raise CheckpointError(
+                    f"{path} is at step {self.global_step}, past --max_train_steps {t.max_train_steps}: "
+                    "resume with at least as many steps"
+                )
             self.resumed_from = path
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
 
@@ -251,7 +273,13 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         checkpoints.save_checkpoint(
-            self.accelerator, self.run_dir, self.global_step, self.generator, self.ema, self.bad_steps
+            self.accelerator,
+            self.run_dir,
+            self.global_step,
+            self.generator,
+            self.ema,
+            self.bad_steps,
+            resume_settings(self.config),
         )
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
