@@ -243,3 +243,16 @@ def test_paired_batches_mix_in_synthetic_inputs_by_the_ratio():
     source, target = Trainer.next_batch(fake)
     assert torch.equal(target, clear)
     assert torch.equal(source[:2], 1 - clear[:2]) and torch.equal(source[2:], real[2:])
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_a_corrupt_file_is_never_held_back_for_validation_whatever_the_seed(tmp_path, cache):
+    """Held back alone, it would leave validation with no image and stop the run; it is skipped instead."""
+    write_images(tmp_path / "photos", 5, size=(140, 150))
+    (tmp_path / "photos" / "zz.jpg").write_bytes(b"not a jpeg at all")
+    for seed in range(12):
+        data = load_training_data(
+            DataConfig(train_data=str(tmp_path / "photos"), pixel_cache=cache), seed, cache_dir=tmp_path / "c"
+        )
+        assert len(data.val.clear) == 1 and data.num_images == 4
+        assert [s.split(":")[0] for s in data.skipped] == [str(tmp_path / "photos" / "zz.jpg")]

@@ -75,19 +75,37 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def decoded_bytes(records: list[ImageRecord]) -> int:
-    """Decoded RGB size of the records, read from the image headers only (unreadable files count 0)."""
-    sizes: list[int] = []
+def header_bytes(records: list[ImageRecord]) -> list[int | None]:
+    """Each record's decoded RGB size from its image headers alone; None where a file does not even open."""
+    sizes: list[int | None] = []
 
-    def probe(path: Path) -> int:
+    def probe(record: ImageRecord) -> int | None:
         try:
-            with Image.open(path) as im:
-                return im.width * im.height * 3
+            total = 0
+            for path in (record.clear, record.distorted):
+                if path is not None:
+                    with Image.open(path) as im:
+                        total += im.width * im.height * 3
+            return total
         except Exception:  # a bad file is reported when it is decoded
-            return 0
+            return None
 
-    map_ordered(probe, [p for r in records for p in (r.clear, r.distorted) if p is not None], sizes.append)
-    return sum(sizes)
+    map_ordered(probe, records, sizes.append)
+    return sizes
+
+
+def decoded_bytes(records: list[ImageRecord]) -> int:
+    return sum(size or 0 for size in header_bytes(records))
+
+
+def split_readable(
+    records: list[ImageRecord], fraction: float, seed: int
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """`split_records` over the records whose files open: a corrupt file held back would leave validation
+    without images and stop the run, depending on the seed. The others stay with training, to be reported."""
+    opens = [size is not None for size in header_bytes(records)]
+    train, val = split_records([r for r, ok in zip(records, opens, strict=True) if ok], fraction, seed)
+    return train + [r for r, ok in zip(records, opens, strict=True) if not ok], val
 
 
 def choose_pixel_cache(choice: str, records: list[ImageRecord], shard: Shard) -> str:
@@ -219,7 +237,7 @@ def load_training_data(
     if config.val_data is not None:
         val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired)
     else:
-        records, val_records = split_records(records, config.val_fraction, seed)
+        records, val_records = split_readable(records, config.val_fraction, seed)
     if not pairs:
         records, val_records = clear_only(records), clear_only(val_records)
     mode = choose_pixel_cache(config.pixel_cache, records, shard)
