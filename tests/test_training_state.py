@@ -126,6 +126,29 @@ def test_stage_distorted_refuses_a_parent_of_another_preset(tmp_path):
         fit_in_process(config)
 
 
+def test_a_stage_distorted_resume_takes_its_parent_from_the_checkpoint(tmp_path):
+    """The weights come from the checkpoint: the parent file may be gone, and its lineage must stay the first one."""
+    from vae_restore.models import sha256_file
+
+    torch.set_num_threads(1)
+    parent = save_model(VAE(), tmp_path / "parent.safetensors")
+    digest = sha256_file(parent)
+    fit_in_process(config_for(tmp_path, stage="distorted", init_from=str(parent), checkpointing_steps=2))
+    parent.unlink()
+    resumed = fit_in_process(
+        config_for(
+            tmp_path,
+            stage="distorted",
+            init_from="elsewhere.safetensors",
+            max_train_steps=3,
+            resume_from_checkpoint="latest",
+        )
+    )
+    assert resumed.global_step == 3
+    lineage = json.loads((tmp_path / "out" / "distorted" / "config.json").read_text())["run"]["lineage"]
+    assert lineage == {"parent": str(parent.resolve()), "parent_sha256": digest}
+
+
 @pytest.mark.parametrize("num_processes", [1, 2, 3, 4, 8])
 def test_validation_shares_count_every_sample_once(num_processes):
     for n in range(1, 21):

@@ -73,7 +73,11 @@ MUST_MATCH = {
 }
 
 
-def run_state(accelerator, step: int, bad_steps: int = 0, settings: dict | None = None) -> dict:
+def run_state(
+    accelerator, step: int, bad_steps: int = 0, settings: dict | None = None, parent: dict | None = None
+) -> dict:
+    """trainer_state.json: the counters, what a resume must match, and the weights stage distorted started from
+    (so that a resume needs neither the parent file nor the same --init_from)."""
     return {
         "global_step": step,
         "bad_steps": bad_steps,
@@ -81,7 +85,12 @@ def run_state(accelerator, step: int, bad_steps: int = 0, settings: dict | None 
         "mixed_precision": accelerator.mixed_precision,
         "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
         "settings": json.loads(json.dumps(settings or {})),  # as read back: tuples become lists
+        "parent": parent,
     }
+
+
+def read_state(path: Path) -> dict:
+    return json.loads((path / STATE_FILE).read_text())
 
 
 def changed_settings(saved: dict, now: dict) -> list[str]:
@@ -99,6 +108,7 @@ def save_checkpoint(
     ema=None,
     bad_steps: int = 0,
     settings: dict | None = None,
+    parent: dict | None = None,
 ) -> Path:
     """Write checkpoint-<step> atomically; every process must call this."""
     final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
@@ -116,7 +126,8 @@ def save_checkpoint(
     if accelerator.is_main_process:
         if ema is not None:
             ema.save(tmp)
-        (tmp / STATE_FILE).write_text(json.dumps(run_state(accelerator, step, bad_steps, settings)) + "\n")
+        state = run_state(accelerator, step, bad_steps, settings, parent)
+        (tmp / STATE_FILE).write_text(json.dumps(state) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -128,7 +139,7 @@ def load_checkpoint(
     accelerator, path: Path, data_generator: torch.Generator, ema=None, settings: dict | None = None
 ) -> dict:
     """Restore every piece of state saved by `save_checkpoint`; returns its `trainer_state.json`."""
-    state = json.loads((path / STATE_FILE).read_text())
+    state = read_state(path)
     now = run_state(accelerator, state["global_step"], settings=settings)
     changed = changed_settings(state.get("settings", {}), now["settings"])
     if changed:

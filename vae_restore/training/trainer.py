@@ -110,10 +110,11 @@ class Trainer:
             dynamo_plugin=compile_plugin(t.compile_mode) if t.compile else None,
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
-        self.parent = resolve_parent(config)
+        self.resume_path = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
+        self.parent = self.resumed_parent() or resolve_parent(config)
         set_seed(t.seed, device_specific=True)
         model = VAE(get_preset(config.model.preset))
-        if self.parent is not None:
+        if self.parent is not None and self.resume_path is None:  # a resume's weights come from its checkpoint
             model.load_state_dict(load_parent(self.parent.path, model.preset).state_dict())
         if config.data.crop_size != model.preset.image_size:
             raise ConfigError(
@@ -197,9 +198,16 @@ class Trainer:
             source = torch.cat([self.distort(target[:synthetic], self.generator), source[synthetic:]])
         return source, target
 
+    def resumed_parent(self) -> Parent | None:
+        """The parent recorded in the checkpoint being resumed (checkpoints before 2026-11-26 have none)."""
+        if self.resume_path is None or self.config.train.stage != "distorted":
+            return None
+        saved = checkpoints.read_state(self.resume_path).get("parent")
+        return Parent(Path(saved["path"]), saved["sha256"]) if saved else None
+
     def maybe_resume(self) -> None:
         t = self.config.train
-        path = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
+        path = self.resume_path
         if t.resume_from_checkpoint is not None and path is None:
             logger.warning(
                 "no complete checkpoint under %s: starting a new run", checkpoints.checkpoints_dir(self.run_dir)
@@ -280,6 +288,7 @@ class Trainer:
             self.ema,
             self.bad_steps,
             resume_settings(self.config),
+            None if self.parent is None else {"path": str(self.parent.path), "sha256": self.parent.sha256},
         )
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
