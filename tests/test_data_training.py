@@ -95,3 +95,17 @@ def test_two_processes_share_one_pixel_cache_and_split_the_images(tmp_path, tiny
     assert len(list((out / "cache").glob("pixels-*"))) == 2  # training and validation images
     summary = json.loads((out / "clear" / "config.json").read_text())["run"]
     assert summary["num_train_images"] == 6 and summary["num_processes"] == 2
+
+
+def test_a_data_error_while_the_main_process_builds_the_cache_stops_every_process_clearly(tmp_path, tiny_args):
+    """The other processes wait while the main one builds the disk cache: they must stop with its message."""
+    write_images(tmp_path / "photos", 4, size=(140, 150))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not an image")
+    data = ["--train_data", str(tmp_path / "photos"), "--val_data", str(tmp_path / "bad"), "--pixel_cache", "disk"]
+    args = ["--stage", "clear", *data, "--output_dir", str(tmp_path / "runs"), "--max_train_steps", "2", *tiny_args]
+    result = launch_train(args, cwd=tmp_path, processes=2, check=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode != 0 and len(errors) == 2, result.stderr[-3000:]
+    assert result.stderr.count("broken.png: not a readable image") >= 2  # each process names the file
+    assert "vae_restore/" not in result.stderr, "no worker traceback (the launcher's own names no file of ours)"

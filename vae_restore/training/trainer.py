@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ..config import Config, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
-from ..errors import CheckpointError, ConfigError, Preempted, TrainingError
+from ..errors import CheckpointError, ConfigError, DataError, Preempted, TrainingError
 from ..losses import LossTerms, loss_means, vae_loss
 from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, save_model, sha256_file
 from . import checkpoints
@@ -73,6 +74,26 @@ def data_summary(data: TrainingData, accelerator: Accelerator) -> tuple[list[str
         return data.skipped, data.padded, data.num_images
     skipped = list(dict.fromkeys(gather_object(data.skipped)))
     return skipped, gather_object(data.padded), sum(gather_object([data.num_images]))
+
+
+@contextmanager
+def local_main_first(accelerator: Accelerator):
+    """The local main process runs the block first while the others wait, then they run it. When it fails,
+    the others stop with its message instead of with a broken connection once it has exited."""
+    failure = None
+    if accelerator.is_local_main_process:
+        try:
+            yield
+        except DataError as e:
+            failure = str(e)
+    accelerator.wait_for_everyone()
+    failures = [f for f in gather_object([failure]) if f]
+    if failures:
+        if failure:
+            raise DataError(failure)
+        raise DataError(f"the local main process failed: {failures[0]}")
+    if not accelerator.is_local_main_process:
+        yield
 
 
 def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
@@ -166,7 +187,7 @@ class Trainer:
             acc.device,
             c.data.cache_dir or Path(c.train.output_dir) / "cache",
             Shard(acc.process_index, acc.num_processes),
-            acc.local_main_process_first,
+            lambda: local_main_first(acc),
             pairs=distorted_stage,
         )
         self.skipped_files, self.padded_files, self.num_train_images = data_summary(data, acc)
