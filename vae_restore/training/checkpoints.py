@@ -135,18 +135,21 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(
-    accelerator, path: Path, data_generator: torch.Generator, ema=None, settings: dict | None = None
-) -> dict:
-    """Restore every piece of state saved by `save_checkpoint`; returns its `trainer_state.json`."""
-    state = read_state(path)
-    now = run_state(accelerator, state["global_step"], settings=settings)
-    changed = changed_settings(state.get("settings", {}), now["settings"])
+def check_settings(path: Path, settings: dict) -> None:
+    """Refuse, before anything heavy starts, a resume whose settings differ from the checkpoint's."""
+    saved = read_state(path).get("settings", {})  # checkpoints before 2026-11-26 record none
+    changed = changed_settings(saved, json.loads(json.dumps(settings)))
     if changed:
         raise CheckpointError(
             f"{path} was written with other settings: {'; '.join(changed)}. A resume continues the same run: "
             "pass the checkpoint's values, or start a new run in another --output_dir"
         )
+
+
+def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> dict:
+    """Restore every piece of state saved by `save_checkpoint`; returns its `trainer_state.json`."""
+    state = read_state(path)
+    now = run_state(accelerator, state["global_step"])
     for key, flag in MUST_MATCH.items():
         if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
             raise CheckpointError(

@@ -132,6 +132,8 @@ class Trainer:
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
         self.resume_path = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
+        if self.resume_path is not None:
+            checkpoints.check_settings(self.resume_path, resume_settings(config))
         self.parent = self.resumed_parent() or resolve_parent(config)
         set_seed(t.seed, device_specific=True)
         model = VAE(get_preset(config.model.preset))
@@ -235,8 +237,7 @@ class Trainer:
             )
             return
         if path is not None:
-            settings = resume_settings(self.config)
-            state = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema, settings)
+            state = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema)
             self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
             if self.global_step > t.max_train_steps:
                 raise CheckpointError(
