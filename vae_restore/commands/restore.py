@@ -57,7 +57,7 @@ def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
             jobs += [Job(p, output / p.name) for p in matches]
         elif Path(item).is_dir():
             try:
-                found = [p for p in list_images(Path(item)) if not _earlier_output(p, Path(item), resolved_output)]
+                found = earlier_outputs_left_out(list_images(Path(item)), Path(item), resolved_output)
             except DataError as e:
                 failures.append(str(e))
             else:
@@ -69,9 +69,11 @@ def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
     return list(dict.fromkeys(jobs)), failures
 
 
-def _earlier_output(path: Path, folder: Path, output: Path) -> bool:
-    """A file an earlier run wrote into an --output folder inside the scanned folder (not an input)."""
-    return output != folder.resolve() and output in path.resolve().parents
+def earlier_outputs_left_out(found: list[Path], folder: Path, output: Path) -> list[Path]:
+    """`found` without what an earlier run wrote into an --output folder inside the scanned folder."""
+    if output == folder.resolve():  # writing onto the inputs themselves: check_targets refuses that
+        return found
+    return [p for p in found if output not in p.resolve().parents]
 
 
 def check_targets(jobs: list[Job]) -> str | None:
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     start, done = time.perf_counter(), 0
     for job in tqdm(jobs, unit="image", file=sys.stderr, disable=None):
         try:
-            save_rgb(restorer.restore(job.source), job.target, job.source)
+            save_rgb(restorer.restore(job.source), job.target, job.source, args.max_pixels)
             done += 1
         except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one bad file must not stop the rest
             failures.append(str(e) if str(job.source) in str(e) else f"{job.source}: {e}")

@@ -7,6 +7,7 @@ becomes a `DataError` that names the file, so callers can skip it or stop, never
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from collections import deque
@@ -65,8 +66,8 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _open_within_limit(path: str | os.PathLike, max_pixels: int | None):
-    """(image, limit): open `path` under `max_pixels` (default: PIL's own limit, as the user has set it).
+def open_image(path: str | os.PathLike, max_pixels: int | None = None):
+    """(image, limit): `path` opened under `max_pixels` (default: PIL's own limit, as the user has set it).
 
     PIL checks a module global when it opens a file. Every open holds one lock, with the global set to
     this call's limit, so no thread ever opens under another thread's limit; opening reads the header
@@ -87,7 +88,7 @@ def _open_within_limit(path: str | os.PathLike, max_pixels: int | None):
 def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     limit = max_pixels
     try:
-        with _open_within_limit(path, max_pixels) as (image, limit):
+        with open_image(path, max_pixels) as (image, limit):
             if image.width * image.height > (limit or float("inf")):
                 raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels")
             image.load()
@@ -108,15 +109,11 @@ def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarra
 
 def _header_size(path: str | os.PathLike) -> str:
     """ "W×H = N pixels, " from the file's header, for a refusal's message ("" when even that can't be read)."""
-    with _PIL_LIMIT_LOCK:
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try:
-            with Image.open(path) as image:
-                return f"{image.width}x{image.height} = {image.width * image.height} pixels, "
-        except Exception:
-            return ""
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+    try:
+        with open_image(path, sys.maxsize) as (image, _):
+            return f"{image.width}x{image.height} = {image.width * image.height} pixels, "
+    except Exception:
+        return ""
 
 
 def decode_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:

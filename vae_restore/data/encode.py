@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .decode import open_image
+
 ORIENTATION = 0x0112  # EXIF tag; the decoded pixels are already upright
 FORMAT_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}  # 4:4:4: no chroma loss
 
@@ -22,13 +24,14 @@ def writable_path(path: Path) -> Path:
     return path if writable_format(path) else path.with_name(path.name + ".png")
 
 
-def source_metadata(source: Path) -> dict:
+def source_metadata(source: Path, max_pixels: int | None = None) -> dict:
     """Save options that carry over from an RGB source file: its ICC profile and EXIF (orientation reset).
 
     A profile of another colour space (CMYK, grey) would misdescribe the RGB output, so it is dropped.
+    The file is opened under the same pixel limit as its pixels were.
     """
     try:
-        with Image.open(source) as image:
+        with open_image(source, max_pixels) as (image, _):
             options = {}
             if image.mode in ("RGB", "RGBA") and image.info.get("icc_profile"):
                 options["icc_profile"] = image.info["icc_profile"]
@@ -42,9 +45,9 @@ def source_metadata(source: Path) -> dict:
         return {}
 
 
-def save_rgb(image: np.ndarray, path: Path, source: Path | None = None) -> None:
+def save_rgb(image: np.ndarray, path: Path, source: Path | None = None, max_pixels: int | None = None) -> None:
     """Write H×W×3 uint8 to `path` (its folders made), with the source's metadata when given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     format_name = writable_format(path)
-    options = {**FORMAT_OPTIONS.get(format_name, {}), **(source_metadata(source) if source else {})}
+    options = {**FORMAT_OPTIONS.get(format_name, {}), **(source_metadata(source, max_pixels) if source else {})}
     Image.fromarray(image).save(path, format=format_name, **options)

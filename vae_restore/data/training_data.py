@@ -7,6 +7,7 @@ local main process decodes (once per machine) and the others wait, then map the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -75,48 +76,47 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def header_bytes(records: list[ImageRecord]) -> list[int | None]:
-    """Each record's decoded RGB size from its image headers alone; None where a file does not even open."""
+def files_of(records: list[ImageRecord]) -> list[Path]:
+    return [p for r in records for p in (r.clear, r.distorted) if p is not None]
+
+
+def header_sizes(paths: list[Path]) -> dict[Path, int | None]:
+    """Each file's decoded RGB size from its header alone; None where it does not even open."""
     sizes: list[int | None] = []
 
-    def probe(record: ImageRecord) -> int | None:
+    def probe(path: Path) -> int | None:
         try:
-            total = 0
-            for path in (record.clear, record.distorted):
-                if path is not None:
-                    with Image.open(path) as im:
-                        total += im.width * im.height * 3
-            return total
+            with Image.open(path) as im:
+                return im.width * im.height * 3
         except Exception:  # a bad file is reported when it is decoded
             return None
 
-    map_ordered(probe, records, sizes.append)
-    return sizes
-
-
-def decoded_bytes(records: list[ImageRecord]) -> int:
-    return sum(size or 0 for size in header_bytes(records))
+    map_ordered(probe, paths, sizes.append)
+    return dict(zip(paths, sizes, strict=True))
 
 
 def split_readable(
-    records: list[ImageRecord], fraction: float, seed: int
+    records: list[ImageRecord], sizes: dict[Path, int | None], fraction: float, seed: int
 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """`split_records` over the records whose files open: a corrupt file held back would leave validation
     without images and stop the run, depending on the seed. The others stay with training, to be reported."""
-    opens = [size is not None for size in header_bytes(records)]
+    opens = [all(sizes[p] is not None for p in files_of([r])) for r in records]
     train, val = split_records([r for r, ok in zip(records, opens, strict=True) if ok], fraction, seed)
     return train + [r for r, ok in zip(records, opens, strict=True) if not ok], val
 
 
-def choose_pixel_cache(choice: str, records: list[ImageRecord], shard: Shard) -> str:
-    """`disk` when asked, when several processes share a machine, or when the pixels would not fit in memory."""
+def choose_pixel_cache(
+    choice: str, records: list[ImageRecord], shard: Shard, sizes: Callable[[], dict[Path, int | None]]
+) -> str:
+    """`disk` when asked, when several processes share a machine, or when the pixels would not fit in memory
+    (`sizes`: the files' header sizes, read only when this needs them)."""
     if choice not in PIXEL_CACHES:
         raise DataError(f"pixel_cache must be one of {', '.join(PIXEL_CACHES)}, got {choice!r}")
     if choice != "auto":
         return choice
     if shard.count > 1:
         return "disk"
-    need, have = decoded_bytes(records), available_memory()
+    need, have = sum(sizes()[p] or 0 for p in files_of(records)), available_memory()
     if need > have // 2:
         logger.info("decoded data needs %.1f GB, %.1f GB free: using the disk cache", need / 1e9, have / 1e9)
         return "disk"
@@ -234,13 +234,14 @@ def load_training_data(
     if config.train_data is None:
         return _embedded(config, seed, device, shard)
     records = find_records(config.train_data, config.data_layout, config.allow_unpaired)
+    sizes = functools.cache(functools.partial(header_sizes, files_of(records)))  # headers read once, if at all
     if config.val_data is not None:
         val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired)
     else:
-        records, val_records = split_readable(records, config.val_fraction, seed)
+        records, val_records = split_readable(records, sizes(), config.val_fraction, seed)
     if not pairs:
         records, val_records = clear_only(records), clear_only(val_records)
-    mode = choose_pixel_cache(config.pixel_cache, records, shard)
+    mode = choose_pixel_cache(config.pixel_cache, records, shard, sizes)
     if mode == "disk":
         with main_first():  # the local main process builds the caches while the others wait, then they map them
             val = decode_on_disk(val_records, config.crop_size, Path(cache_dir)).image_set()

@@ -17,6 +17,8 @@ from functools import cache
 import torch
 from torch.nn import functional as F
 
+from .sampling import device_constant
+
 # ITU T.81 Annex K: the luminance and chrominance tables at quality 50, row = vertical frequency.
 LUMA_TABLE = (
     (16, 11, 10, 16, 24, 40, 51, 61),
@@ -46,17 +48,12 @@ def _dct_matrix(device: torch.device) -> torch.Tensor:
     return d.to(device)
 
 
-@cache
-def _base_tables(device: torch.device) -> torch.Tensor:
-    """(2, 8, 8) quality-50 tables, made once per device: a copy from the host every batch would wait."""
-    return torch.tensor((LUMA_TABLE, CHROMA_TABLE), device=device)
-
-
 def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 8, 8) luminance and chrominance divisors for integer qualities 1..100, as `jpeg_set_quality` makes them."""
     q = quality.long().clamp(1, 100)[:, None, None, None]
     scale = torch.where(q < 50, 5000 // q, 200 - 2 * q)
-    tables = ((_base_tables(quality.device) * scale + 50) // 100).clamp(1, 255).double()  # baseline: 8-bit
+    base = device_constant((LUMA_TABLE, CHROMA_TABLE), quality.device, torch.int64)  # (2, 8, 8), quality 50
+    tables = ((base * scale + 50) // 100).clamp(1, 255).double()  # baseline: 8-bit
     return tables[:, 0], tables[:, 1]
 
 

@@ -50,7 +50,7 @@ def smooth_field(x: torch.Tensor, cells: int, generator: torch.Generator, channe
 
 
 @cache
-def device_constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def device_constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """A small constant made once per device and dtype: a copy from the host on every call waits for the GPU.
 
     Shared between callers, so never modify it in place.

@@ -84,7 +84,7 @@ def run_state(
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
-        "settings": json.loads(json.dumps(settings or {})),  # as read back: tuples become lists
+        "settings": settings or {},
         "parent": parent,
     }
 
@@ -138,7 +138,7 @@ def save_checkpoint(
 def check_settings(path: Path, settings: dict) -> None:
     """Refuse, before anything heavy starts, a resume whose settings differ from the checkpoint's."""
     saved = read_state(path).get("settings", {})  # checkpoints before 2026-11-26 record none
-    changed = changed_settings(saved, json.loads(json.dumps(settings)))
+    changed = changed_settings(saved, json.loads(json.dumps(settings)))  # as written: tuples become lists
     if changed:
         raise CheckpointError(
             f"{path} was written with other settings: {'; '.join(changed)}. A resume continues the same run: "
