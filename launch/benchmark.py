@@ -2,6 +2,7 @@
 
 python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [--compile_batch_sizes 2048]
     [--compile_modes default,max-autotune,reduce-overhead]
+python launch/benchmark.py profile --data DIR [--batch_size 2048] [--compile_mode default|none]
 python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
     [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
     [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
@@ -36,13 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--reference_steps", type=int, default=20)
     tp.add_argument("--output", type=Path, default=Path("throughput.json"))
     tp.add_argument("--mixture_config", type=Path, help="also time the trainer with this YAML's distortion mixture")
+    pp = sub.add_parser("profile", help="one training step: ms per step, data path alone, kernels by time")
+    pp.add_argument("--data", type=Path, required=True)
+    pp.add_argument("--batch_size", type=int, default=2048)
+    pp.add_argument("--compile_mode", default="default", help="torch.compile mode, or none for eager")
+    pp.add_argument("--mixture_config", type=Path, help="this YAML's distortion mixture instead of Gaussian noise")
+    pp.add_argument("--warmup_steps", type=int, default=30)
+    pp.add_argument("--timed_steps", type=int, default=50)
+    pp.add_argument("--profiled_steps", type=int, default=10)
     add_quality_parser(sub)
     args = parser.parse_args(argv)
     if args.benchmark == "quality":
         return run_quality_benchmark(args)
-    from vae_restore.benchmarks.throughput import run_throughput
+    if args.benchmark == "profile":
+        return run_profile(args)
+    from vae_restore.benchmarks.throughput import failed_rows, run_throughput
 
-    run_throughput(
+    report = run_throughput(
         args.data,
         args.batch_sizes,
         args.steps,
@@ -52,6 +63,26 @@ def main(argv: list[str] | None = None) -> int:
         args.mixture_config,
         tuple(args.compile_modes),
     )
+    return 1 if failed_rows(report) else 0
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from vae_restore.benchmarks.step_profile import profile_step
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = profile_step(
+            args.data,
+            args.batch_size,
+            None if args.compile_mode == "none" else args.compile_mode,
+            Path(tmp),
+            args.mixture_config,
+            args.warmup_steps,
+            args.timed_steps,
+            args.profiled_steps,
+        )
+    print(report)
     return 0
 
 

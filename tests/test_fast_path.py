@@ -124,3 +124,49 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
     assert all(row["images_per_s"] > 0 for row in report["rows"])
     assert report["rows"][0]["ratio_to_reference"] == 1.0
     assert all(row["timed_steps"] == 2 for row in report["rows"]), "every pipeline timed the steps asked for"
+
+
+def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeypatch):
+    """A compile mode or batch size the device refuses is one failed row, not the loss of every row after it."""
+    from vae_restore.benchmarks import throughput
+
+    write_images(tmp_path / "images", 2)
+    monkeypatch.setattr(
+        throughput,
+        "reference_throughput",
+        lambda files, device, measure_steps: {"pipeline": "ref", "batch_size": 64, "images_per_s": 10.0},
+    )
+
+    def fake_trainer(data, bs, steps, mixed, mode, workdir, mixture):
+        if mode == "reduce-overhead":
+            raise RuntimeError("CUDA graphs refused")
+        return {"pipeline": throughput.pipeline_name(mode, mixture), "batch_size": bs, "images_per_s": 20.0 * bs}
+
+    monkeypatch.setattr(throughput, "trainer_throughput", fake_trainer)
+    out = tmp_path / "tp.json"
+    report = throughput.run_throughput(
+        tmp_path / "images", [1], 2, [1, 2], 2, out, None, ("reduce-overhead", "default")
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert rows == report["rows"]
+    assert [(r["batch_size"], "error" in r) for r in rows[1:]] == [
+        (1, False),
+        (1, True),
+        (1, False),
+        (2, True),
+        (2, False),
+    ]
+    assert [r["ratio_to_reference"] for r in rows if "error" not in r] == [1.0, 2.0, 2.0, 4.0]
+    assert "CUDA graphs refused" in throughput.failed_rows(report)[0]["error"]
+
+
+@pytest.mark.slow
+def test_step_profile_times_the_trainer_step_and_lists_its_kernels(tmp_path):
+    from vae_restore.benchmarks.step_profile import profile_step
+
+    write_images(tmp_path / "images", 4)
+    report = profile_step(tmp_path / "images", 2, None, tmp_path / "work", warmup=1, timed=2, profiled=1)
+    step_ms = float(report.split("full step ")[1].split(" ms")[0])
+    data_ms = float(report.split("data path alone ")[1].split(" ms")[0])
+    assert 0 < data_ms < step_ms, report
+    assert "aten::convolution" in report and "Self CPU" in report

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import tempfile
 from dataclasses import replace
@@ -22,8 +23,10 @@ from ..models import VAE, save_model
 from ..training import fit_in_process
 from .reference_loop import reference_throughput
 
+logger = logging.getLogger(__name__)
 
-def trainer_throughput(
+
+def benchmark_config(
     data: Path,
     batch_size: int,
     steps: int,
@@ -31,8 +34,8 @@ def trainer_throughput(
     compile_mode: str | None,
     workdir: Path,
     mixture_yaml: Path | None = None,
-) -> dict:
-    """Steady-state images/s of stage distorted through `Trainer.fit`: Gaussian noise (σ = 25), or the
+) -> Config:
+    """Stage distorted for `steps` steps with nothing but training: Gaussian noise (σ = 25), or the
     distortion mixture of `mixture_yaml`'s `distortions` section; `compile_mode` None is eager."""
     parent = workdir / "parent" / "model.safetensors"
     if not parent.exists():
@@ -43,7 +46,7 @@ def trainer_throughput(
         stage="distorted",
         output_dir=str(workdir / f"bs{batch_size}"),
         init_from=str(parent),
-        max_train_steps=2 * steps,
+        max_train_steps=steps,
         logging_steps=steps,
         checkpointing_steps=10**9,
         validation_steps=10**9,
@@ -55,20 +58,42 @@ def trainer_throughput(
     )
     sigma = config.data.noise_sigma if mixture_yaml else (25.0, 25.0)
     config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=sigma)
+    return config.validate()
+
+
+def trainer_throughput(
+    data: Path,
+    batch_size: int,
+    steps: int,
+    mixed_precision: str,
+    compile_mode: str | None,
+    workdir: Path,
+    mixture_yaml: Path | None = None,
+) -> dict:
+    """Steady-state images/s through `Trainer.fit`: a first window of `steps` (warm-up, compilation), then
+    a timed one."""
+    config = benchmark_config(data, batch_size, 2 * steps, mixed_precision, compile_mode, workdir, mixture_yaml)
+    config.train.logging_steps = steps
     fresh_start()
-    trainer = fit_in_process(config.validate())
+    trainer = fit_in_process(config)
     measured = trainer.history[1]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
-        "pipeline": "vae-restore trainer"
-        + (f" + torch.compile ({compile_mode})" if compile_mode else "")
-        + (f", mixture of {mixture_yaml.name}" if mixture_yaml else ", Gaussian noise"),
+        "pipeline": pipeline_name(compile_mode, mixture_yaml),
         "batch_size": batch_size,
         "mixed_precision": mixed_precision,
         "images_per_s": measured["train/images_per_s"],
         "timed_steps": steps,
         "gpu_memory_peak_gib": peak,
     }
+
+
+def pipeline_name(compile_mode: str | None, mixture_yaml: Path | None) -> str:
+    return (
+        "vae-restore trainer"
+        + (f" + torch.compile ({compile_mode})" if compile_mode else "")
+        + (f", mixture of {mixture_yaml.name}" if mixture_yaml else ", Gaussian noise")
+    )
 
 
 def fresh_start() -> None:
@@ -116,16 +141,28 @@ def run_throughput(
     with tempfile.TemporaryDirectory() as tmp:
         for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
             for bs, mode in runs:
-                _add_row(report, trainer_throughput(data, bs, steps, mixed, mode, Path(tmp), mixture), output)
+                try:
+                    row = trainer_throughput(data, bs, steps, mixed, mode, Path(tmp), mixture)
+                except Exception as e:  # noqa: BLE001 - one row a device refuses must not cost the rows after it
+                    logger.exception("row %s, batch %d failed", pipeline_name(mode, mixture), bs)
+                    row = {"pipeline": pipeline_name(mode, mixture), "batch_size": bs, "error": repr(e)}
+                _add_row(report, row, output)
     return report
+
+
+def failed_rows(report: dict) -> list[dict]:
+    return [row for row in report["rows"] if "error" in row]
 
 
 def _add_row(report: dict, row: dict, output: Path | None) -> None:
     """Print the row and rewrite the JSON at once, so a run stopped by a time limit keeps what it measured."""
-    reference = report["rows"][0]["images_per_s"] if report["rows"] else row["images_per_s"]
-    row["ratio_to_reference"] = row["images_per_s"] / reference
     report["rows"].append(row)
-    _print_row(row, reference)
+    if "error" in row:
+        print(f"{row['pipeline']:<72} batch {row['batch_size']:>5}  FAILED: {row['error']}", flush=True)
+    else:
+        reference = report["rows"][0]["images_per_s"]
+        row["ratio_to_reference"] = row["images_per_s"] / reference
+        _print_row(row, reference)
     if output is not None:
         output.write_text(json.dumps(report, indent=2) + "\n")
 
