@@ -57,9 +57,9 @@ def test_channels_last_path_gives_the_same_losses(tmp_path):
 def test_compiled_model_gives_the_same_losses(tmp_path):
     """`--compile` (inductor, fp32 on the CPU) only reorders floating-point sums; the mode reaches Accelerate.
 
-    The model is compiled by Accelerate, the loss's elementwise part by the trainer.
+    The model is compiled by Accelerate, the loss's elementwise part by the trainer; the weights it writes load.
     """
-    from vae_restore.models import VAE, save_model
+    from vae_restore.models import VAE, load_model, save_model
 
     torch.set_num_threads(1)
     data = tmp_path / "images"
@@ -71,9 +71,12 @@ def test_compiled_model_gives_the_same_losses(tmp_path):
     assert AcceleratorState().dynamo_plugin.mode == "default"
     assert AcceleratorState().dynamo_plugin.to_kwargs()["dynamic"] is False
     assert getattr(trainer.loss_means, "_torchdynamo_orig_callable", None) is loss_means
+    saved = load_model(tmp_path / "out" / "distorted")  # torch.compile's `_orig_mod.` prefixes stripped
+    assert torch.equal(saved.encoder.conv1.weight, trainer.weights().encoder.conv1.weight.detach().cpu())
     eager = run_losses(tmp_path, data, compile=False)
     assert len(compiled) == 3
-    assert compiled == pytest.approx(eager, rel=1e-4)
+    assert compiled[0] == pytest.approx(eager[0], rel=1e-5), "the same forward pass before any update"
+    assert compiled == pytest.approx(eager, rel=1e-3), "reordered sums drift a little with each update"
 
 
 def test_unknown_compile_mode_is_refused():

@@ -170,7 +170,7 @@ class Trainer:
         # Accelerate compiles the model only; the loss's elementwise passes over the batch fuse too.
         self.loss_means = torch.compile(loss_means, dynamic=False) if t.compile else loss_means
         decay = config.optim.ema_decay
-        self.ema = EMA(self.accelerator.unwrap_model(self.model), decay) if decay > 0 else None
+        self.ema = EMA(self.plain_model(), decay) if decay > 0 else None
         self.global_step = 0
         self.resumed_from: Path | None = None
         self.first_batch_sum: torch.Tensor | None = None
@@ -268,7 +268,7 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None and acc.sync_gradients:
-                self.ema.update(acc.unwrap_model(self.model))
+                self.ema.update(self.plain_model())
         return window
 
     def accumulate_terms(self, terms: LossTerms) -> torch.Tensor | None:
@@ -315,9 +315,14 @@ class Trainer:
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
 
+    def plain_model(self) -> VAE:
+        """The model without Accelerate's wrappers and without torch.compile's, whose state dict would carry
+        `_orig_mod.` key prefixes that no loader expects."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+
     def weights(self) -> VAE:
         """What validation scores and `model.safetensors` holds: the moving average when there is one."""
-        return self.ema.model if self.ema is not None else self.accelerator.unwrap_model(self.model)
+        return self.ema.model if self.ema is not None else self.plain_model()
 
     def validate(self) -> dict[str, float]:
         acc = self.accelerator
