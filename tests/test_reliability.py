@@ -208,14 +208,14 @@ def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, data):
 
 
 NAN_AT_STEP_3 = """
-import torch
+import os
 import vae_restore.losses as losses
 _loss = losses.vae_loss
 calls = {"n": 0}
 def vae_loss(config, output, target, *args):
     calls["n"] += 1
     terms = _loss(config, output, target, *args)
-    if calls["n"] == 3:
+    if calls["n"] == 3 and os.environ.get("RANK", "0") in os.environ.get("NAN_RANKS", "0"):
         terms = terms._replace(loss=terms.loss * float("nan"))
     return terms
 losses.vae_loss = vae_loss
@@ -260,6 +260,22 @@ def test_max_bad_steps_skips_a_transient_nan(tmp_path, data):
     assert "optimizer step skipped (1 of at most 1)" in result.stderr
     summary = json.loads((tmp_path / "skipping" / "clear" / "config.json").read_text())["run"]
     assert summary["bad_steps"] == 1 and summary["global_step"] == STEPS
+
+
+def test_a_nan_on_one_process_stops_every_process_with_the_same_message(tmp_path, data):
+    """The NaN check averages the window over the processes first, so rank 0 does not carry on into a
+    collective that rank 1 has left (a gloo traceback, or a hang under NCCL)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NAN_AT_STEP_3)
+    args = ["--stage", "clear", "--train_data", str(data / "clear_only"), "--output_dir", str(tmp_path / "run"), *FAST]
+    cmd, env = train_command(args, processes=2)
+    env.update(PYTHONPATH=f"{hook}:{REPO}", NAN_RANKS="1")
+    result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.count("error: loss became nan at step 3") == 2, result.stderr[-3000:]  # one per process
+    # neither rank was left in a collective (gloo's "Connection closed by peer") or stopped by the launcher
+    assert "Connection closed" not in result.stderr and "then checkpointing" not in result.stderr
 
 
 def test_two_process_runs_exit_cleanly_ten_times(tmp_path, data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -25,11 +26,17 @@ class LossWindow:
     def add(self, terms: torch.Tensor) -> None:
         self.steps.append(terms)
 
-    def flush(self, next_step: int) -> tuple[torch.Tensor, float, int] | None:
-        """(stacked terms, seconds, steps) since the last flush, or None when empty; raises on a NaN/Inf loss."""
+    def flush(
+        self, next_step: int, across_processes: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
+    ) -> tuple[torch.Tensor, float, int] | None:
+        """(stacked terms, seconds, steps) since the last flush, or None when empty; raises on a NaN/Inf loss.
+
+        `across_processes` averages the terms over the processes before the check: a NaN on any process is
+        then a NaN on all of them, so every process stops at the same step with the same message.
+        """
         if not self.steps:
             return None
-        stacked = torch.stack(self.steps)
+        stacked = across_processes(torch.stack(self.steps))
         bad = (~torch.isfinite(stacked[:, 0])).nonzero()
         if len(bad):
             raise NonFiniteLoss(self.first_step + int(bad[0]), float(stacked[int(bad[0]), 0]))

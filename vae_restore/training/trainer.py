@@ -351,7 +351,7 @@ class Trainer:
     def flush_logs(self, window: LossWindow, progress: tqdm) -> None:
         """Check the steps since the last flush for NaN/Inf and log their mean (the loop's one sync point)."""
         try:
-            flushed = window.flush(self.global_step + 1)
+            flushed = window.flush(self.global_step + 1, lambda t: self.accelerator.reduce(t, reduction="mean"))
         except NonFiniteLoss as e:
             raise TrainingError(
                 f"{e}; last good checkpoint: {self.last_checkpoint()}. Lower --learning_rate, "
@@ -360,7 +360,7 @@ class Trainer:
         if flushed is None:
             return
         stacked, seconds, steps = flushed
-        mean = self.accelerator.reduce(stacked.mean(0), reduction="mean").tolist()
+        mean = stacked.mean(0).tolist()
         speed = steps * self.images_per_step / seconds
         logs = {f"train/{name}": value for name, value in zip(TERMS, mean, strict=True)}
         logs.update(
