@@ -171,3 +171,16 @@ def test_script_runs_as_a_file_without_shadowing_onnx(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "no weights at" in result.stderr, result.stderr
+
+
+def test_export_without_onnxruntime_stops_before_any_work(tmp_path, monkeypatch):
+    """The parity gate needs onnxruntime (the `infer` extra); a `train`-only install is told so up front."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a)
+    )
+    with pytest.raises(ExportError, match="onnxruntime, which is not installed"):
+        export_onnx(tmp_path / "missing.safetensors", tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -163,6 +163,8 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input_next_time
     assert main(args) == 0
     assert main(args) == 0 and "restored 2 of 2" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "in" / "restored").rglob("*")) == ["img_000.png", "img_001.png"]
+    args[1] = str(tmp_path / "in" / "**" / "*.png")  # a glob that also reaches the output folder
+    assert main(args) == 0 and "restored 2 of 2" in capsys.readouterr().out
 
 
 def test_two_inputs_with_one_output_name_are_refused(model_path, tmp_path, capsys):
@@ -213,16 +215,33 @@ def test_sample_image_writes_an_embedded_sample(tmp_path):
 
 
 @pytest.mark.slow
-def test_console_command_runs_without_torch(model_path, tmp_path):
-    write_images(tmp_path / "in", 1, size=(70, 90))
+def test_restore_runs_in_the_inference_only_install(model_path, tmp_path):
+    """`.[infer]` has numpy, pillow and onnxruntime only: every module of the `train` extra is made
+    unimportable; restore still works (a line per image instead of tqdm's bar), and a command that needs
+    training modules says which install it needs."""
+    write_images(tmp_path / "in", 2, size=(70, 90))
     code = (
         "import sys\n"
+        "from vae_restore.cli_common import TRAINING_MODULES\n"
+        "sys.modules.update(dict.fromkeys(TRAINING_MODULES))\n"
         "from vae_restore.cli import main\n"
-        f"code = main(['restore', {str(tmp_path / 'in')!r}, '--model', {str(model_path)!r}, "
+        f"code = main(['restore', {str(tmp_path / 'in' / '*.png')!r}, '--model', {str(model_path)!r}, "
         f"'--output', {str(tmp_path / 'out')!r}])\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "sys.exit(code)\n"
+        "assert code == 0, code\n"
+        "sys.exit(main(['presets']))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "[2/2]" in result.stderr and "restored 2 of 2" in result.stdout
+    assert "is not installed; this command needs: pip install 'vae-restore[train]'" in result.stderr
     assert Image.open(tmp_path / "out" / "img_000.png").size == (90, 70)
+
+
+def test_install_extras_keep_inference_free_of_training_packages():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from .conftest import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {dep.split(">")[0].split(";")[0].strip().lower() for dep in project["dependencies"]}
+    infer = {dep.split(">")[0].strip().lower() for dep in project["optional-dependencies"]["infer"]}
+    assert names == {"numpy", "pillow"} and infer == {"onnxruntime", "onnxruntime-gpu"}

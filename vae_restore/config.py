@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
+from .data.files import DATA_LAYOUTS
 from .errors import ConfigError
 
 STAGES = ("clear", "distorted")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
-DATA_LAYOUTS = ("auto", "clear_only", "same_name", "stem_prefix", "manifest")
 PIXEL_CACHES = ("auto", "memory", "disk")
 RECONSTRUCTIONS = ("bce", "l1", "mse", "charbonnier")
 

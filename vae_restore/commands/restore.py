@@ -12,6 +12,7 @@ import argparse
 import glob
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
             matches = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not matches:
                 failures.append(f"{item}: no image file matches this pattern")
-            jobs += [Job(p, output / p.name) for p in matches]
+            jobs += [
+                Job(p, output / p.name) for p in earlier_outputs_left_out(matches, glob_root(item), resolved_output)
+            ]
         elif Path(item).is_dir():
             try:
                 found = earlier_outputs_left_out(list_images(Path(item)), Path(item), resolved_output)
@@ -67,6 +70,13 @@ def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
         else:
             failures.append(f"{item}: no such file or folder")
     return list(dict.fromkeys(jobs)), failures
+
+
+def glob_root(pattern: str) -> Path:
+    """The folder a glob searches: its path up to the first part with a wildcard."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def earlier_outputs_left_out(found: list[Path], folder: Path, output: Path) -> list[Path]:
@@ -90,9 +100,19 @@ def check_targets(jobs: list[Job]) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def progress(jobs: list[Job]) -> Iterator[Job]:
+    """tqdm's bar where tqdm is installed; the inference-only install (no tqdm) gets a line per image."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        for i, job in enumerate(jobs, 1):
+            print(f"[{i}/{len(jobs)}] {job.source}", file=sys.stderr, flush=True)
+            yield job
+    else:
+        yield from tqdm(jobs, unit="image", file=sys.stderr, disable=None)
 
+
+def run(args: argparse.Namespace) -> int:
     from ..data.encode import save_rgb
     from ..inference import Restorer
 
@@ -110,13 +130,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"restoring {len(jobs)} image(s) with {args.model} on {restorer.provider}", file=sys.stderr)
     start, done = time.perf_counter(), 0
-    for job in tqdm(jobs, unit="image", file=sys.stderr, disable=None):
+    for job in progress(jobs):
         try:
             save_rgb(restorer.restore(job.source), job.target, job.source, args.max_pixels)
             done += 1
         except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one bad file must not stop the rest
             failures.append(str(e) if str(job.source) in str(e) else f"{job.source}: {e}")
-            tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
+            print(f"failed: {failures[-1]}", file=sys.stderr)
     seconds = time.perf_counter() - start
     print(f"restored {done} of {done + len(failures)} into {args.output} in {seconds:.1f} s ({restorer.provider})")
     for failure in failures:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DATA_LAYOUTS
 from ..errors import DataError
 from .decode import IMAGE_SUFFIXES
 
+DATA_LAYOUTS = ("auto", "clear_only", "same_name", "stem_prefix", "manifest")
 MANIFEST_NAMES = ("pairs.csv", "pairs.jsonl", "manifest.csv", "manifest.jsonl")
 CLEAR_DIR_WORDS = ("clear", "clean")
 DISTORTED_DIR_WORDS = ("distort", "degraded", "noisy")

@@ -6,6 +6,7 @@ written under temporary names and renamed at the end; on any failure the tempora
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -74,6 +75,10 @@ def export_onnx(
         raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     if not check_batch_sizes or min(check_batch_sizes) < 1:
         raise ExportError(f"check batch sizes must be positive integers, got {list(check_batch_sizes)}")
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ExportError(
+            "the parity gate runs the graph on onnxruntime, which is not installed: pip install -e '.[infer]'"
+        )
     weights = resolve_weights(checkpoint)
     model = load_model(weights)
     output = check_output(output)
