@@ -156,3 +156,33 @@ def test_validation_shares_count_every_sample_once(num_processes):
         assert len({len(idx) for idx, _ in shares}) == 1, "gather needs equal shares"
         real = torch.cat([idx[keep] for idx, keep in shares])
         assert sorted(real.tolist()) == list(range(n))
+
+
+def test_a_config_edited_in_code_is_checked_before_anything_is_written(tmp_path):
+    config = config_for(tmp_path)
+    config.train.stage = "Distorted"  # after build/validate: `train(config)` must still refuse it
+    with pytest.raises(ConfigError, match="stage must be one of"):
+        fit_in_process(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_init_from_names_the_flag_not_stage_clear(tmp_path):
+    config = config_for(tmp_path, stage="distorted", init_from=str(tmp_path / "nope.safetensors"))
+    with pytest.raises(TrainingError) as e:
+        fit_in_process(config)
+    assert (
+        str(e.value) == f"--init_from {tmp_path / 'nope.safetensors'}: {tmp_path / 'nope.safetensors'} does not exist"
+    )
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "constant"])
+def test_extending_a_decaying_schedule_on_resume_is_warned_about(tmp_path, caplog, scheduler):
+    config = config_for(tmp_path, checkpointing_steps=2)
+    config.optim.lr_scheduler = scheduler
+    fit_in_process(config)
+    state = json.loads((tmp_path / "out" / "clear" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["max_train_steps"] == 2
+    config.train.max_train_steps, config.train.resume_from_checkpoint = 4, "latest"
+    fit_in_process(config)
+    warned = "cosine learning-rate schedule was planned over 2 steps and now spans --max_train_steps 4" in caplog.text
+    assert warned == (scheduler == "cosine")

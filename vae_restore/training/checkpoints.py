@@ -74,12 +74,19 @@ MUST_MATCH = {
 
 
 def run_state(
-    accelerator, step: int, bad_steps: int = 0, settings: dict | None = None, parent: dict | None = None
+    accelerator,
+    step: int,
+    bad_steps: int = 0,
+    settings: dict | None = None,
+    parent: dict | None = None,
+    max_train_steps: int | None = None,
 ) -> dict:
-    """trainer_state.json: the counters, what a resume must match, and the weights stage distorted started from
-    (so that a resume needs neither the parent file nor the same --init_from)."""
+    """trainer_state.json: the counters, what a resume must match, the steps the learning-rate schedule spans,
+    and the weights stage distorted started from (so that a resume needs neither the parent file nor the
+    same --init_from)."""
     return {
         "global_step": step,
+        "max_train_steps": max_train_steps,
         "bad_steps": bad_steps,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
@@ -109,6 +116,7 @@ def save_checkpoint(
     bad_steps: int = 0,
     settings: dict | None = None,
     parent: dict | None = None,
+    max_train_steps: int | None = None,
 ) -> Path:
     """Write checkpoint-<step> atomically; every process must call this."""
     final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
@@ -126,7 +134,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         if ema is not None:
             ema.save(tmp)
-        state = run_state(accelerator, step, bad_steps, settings, parent)
+        state = run_state(accelerator, step, bad_steps, settings, parent, max_train_steps)
         (tmp / STATE_FILE).write_text(json.dumps(state) + "\n")
         if final.exists():
             shutil.rmtree(final)

@@ -48,6 +48,8 @@ def resolve_parent(config: Config) -> Parent | None:
     path = Path(config.train.init_from or Path(config.train.output_dir) / "clear" / WEIGHTS_NAME)
     if path.is_dir():
         path = path / WEIGHTS_NAME
+    if not path.is_file() and config.train.init_from:
+        raise TrainingError(f"--init_from {config.train.init_from}: {path} does not exist")
     if not path.is_file():
         raise TrainingError(
             f"stage distorted starts from clear-stage weights, but {path} does not exist. Run "
@@ -120,7 +122,7 @@ def compile_plugin(mode: str) -> TorchDynamoPlugin:
 
 class Trainer:
     def __init__(self, config: Config):
-        self.config = config
+        self.config = config.validate()  # a config built or edited in code gets the checks a YAML gets
         self.run_dir = config.run_dir
         t = config.train
         prepare_tracker_env(t.report_to, self.run_dir)
@@ -246,6 +248,16 @@ class Trainer:
                 )
             self.resumed_from = path
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
+            planned, scheduler = state.get("max_train_steps"), self.config.optim.lr_scheduler
+            if planned not in (None, t.max_train_steps) and scheduler != "constant":
+                logger.warning(
+                    "the %s learning-rate schedule was planned over %d steps and now spans --max_train_steps %d: "
+                    "from step %d on it follows the longer schedule, so the learning rate jumps there",
+                    scheduler,
+                    planned,
+                    t.max_train_steps,
+                    self.global_step,
+                )
 
     def train_step(self) -> torch.Tensor | None:
         """One micro-batch. At the last one of an accumulation window, returns the window's mean loss terms,
@@ -311,6 +323,7 @@ class Trainer:
             self.bad_steps,
             resume_settings(self.config),
             None if self.parent is None else {"path": str(self.parent.path), "sha256": self.parent.sha256},
+            self.config.train.max_train_steps,
         )
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
