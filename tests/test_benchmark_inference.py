@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+from vae_restore.benchmarks.inference import markdown_table
+from vae_restore.models import ORIGINAL, Preset
+from vae_restore.models.cost import measure_cost, preset_cost
+from vae_restore.models.presets import COSTS
 
-from vae_restore.benchmarks.inference import forward_flops, markdown_table
-from vae_restore.models import ORIGINAL, PRESETS, VAE, Preset
 
-
-def test_forward_flops_match_torch_flop_counter():
+def test_flops_of_a_checkpoints_preset_are_counted_when_not_registered():
     narrow = Preset(name="narrow", channels=(8, 16, 32, 64), hidden_dim=64, latent_dim=16)
-    for preset in (*PRESETS.values(), narrow):
-        counter = FlopCounterMode(display=False)
-        with counter:
-            VAE(preset).restore(torch.rand(1, 3, preset.image_size, preset.image_size))
-        assert abs(forward_flops(preset) - counter.get_total_flops()) <= 1e-3 * counter.get_total_flops()
-    assert abs(forward_flops(ORIGINAL) / 1e9 - 0.46) < 0.01  # SPEC §1: about 0.46 GFLOP per 128×128 tile
+    assert preset_cost(narrow) == measure_cost(narrow) and preset_cost(narrow).flops < preset_cost(ORIGINAL).flops
+    assert preset_cost(ORIGINAL) is COSTS["original"]
+    assert abs(preset_cost(ORIGINAL).gflops - 0.46) < 0.01  # SPEC §1: about 0.46 GFLOP per 128×128 tile
 
 
 def test_table_reports_the_speed_up_against_pytorch():

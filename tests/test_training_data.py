@@ -142,6 +142,13 @@ def test_small_images_are_reflect_padded_and_counted(tmp_path):
     assert np.array_equal(padded[43, 19:109], original[1]) and np.array_equal(padded[44:84, 18], original[:, 1])
 
 
+def test_small_images_held_back_for_validation_are_reported_too(tmp_path):
+    write_images(tmp_path, 3, size=(100, 100))
+    data = load_training_data(DataConfig(train_data=str(tmp_path), val_fraction=0.34), 0)
+    assert len(data.val.clear) == 1 and len(data.target) == 2
+    assert sorted(p.rsplit("/", 1)[1] for p in data.padded) == ["img_000.png", "img_001.png", "img_002.png"]
+
+
 def test_bad_files_are_skipped_and_named_unless_strict(tmp_path):
     write_images(tmp_path, 4)
     (tmp_path / "empty.png").write_bytes(b"")

@@ -38,20 +38,6 @@ class Measurement:
     provider: str
 
 
-def forward_flops(preset) -> float:
-    """Multiply-adds × 2 of one restoration forward (convolutions, transposed convolutions, linear layers)."""
-    c1, c2, c3, c4 = preset.channels
-    s, cin, side = preset.image_size, preset.in_channels, preset.bottleneck_size
-    r = preset.refine_channels
-    convs = [(cin, c1, s // 2), (c1, c2, s // 4), (c2, c3, s // 8), (c3, c4, s // 16)]  # (in, out, output side)
-    conv = sum(i * o * 16 * n * n for i, o, n in convs)
-    deconvs = [(r or cin, c1, s // 2), *convs[1:]]  # mirrored, the last one yields the refine features if any
-    deconv = sum(o * i * 16 * n * n for i, o, n in deconvs)  # each input pixel scatters a 4×4 kernel
-    linear = c4 * side * side * preset.hidden_dim * 2 + preset.hidden_dim * preset.latent_dim * 3
-    full_res = 9 * s * s * (r * r * preset.refine_layers + r * cin * (1 + preset.full_res_skip)) if r else 0
-    return 2.0 * (conv + deconv + linear + full_res)
-
-
 def benchmark_images(folder: Path) -> list[tuple[str, Path]]:
     """The two benchmark images as .npy files (children load them without scikit-image)."""
     from PIL import Image
@@ -153,6 +139,7 @@ def run_benchmark(
     programs hits both alike; the fastest of `repeats` runs is kept (interference only adds time)."""
     from ..export.pipeline import export_onnx
     from ..models import load_model
+    from ..models.cost import preset_cost
 
     threads = threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="vae-restore-bench-") as tmp:
@@ -165,7 +152,7 @@ def run_benchmark(
             torch.manual_seed(0)
             checkpoint = save_model(VAE(), folder / "run" / "model.safetensors")
         model_path = export_onnx(checkpoint, folder / "model.onnx", check_batch_sizes=(1, tile_batch)).model
-        flops_per_tile = forward_flops(load_model(checkpoint).preset)
+        flops_per_tile = preset_cost(load_model(checkpoint).preset).flops
         context = multiprocessing.get_context("spawn")
         pools = {
             engine: context.Pool(1, load_engine, (engine, Path(checkpoint), model_path, device, threads, tile_batch))

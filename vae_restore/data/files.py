@@ -28,10 +28,6 @@ class ImageRecord:
     clear: Path
     distorted: Path | None = None
 
-    @property
-    def name(self) -> str:
-        return self.clear.name
-
 
 def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)

@@ -214,7 +214,9 @@ def _embedded(config: DataConfig, seed: int, device: torch.device, shard: Shard)
     train, held = (images, val) if val is not None else split_train_val(images, config.val_fraction, seed)
     mine = train.subset(shard.indices(len(train)))
     target = place(PixelBank(mine.clear, config.crop_size), device)
-    return TrainingData(target, None, held, len(train), held.skipped, held.padded, True)
+    return TrainingData(
+        target, None, held, len(train), held.skipped, list(dict.fromkeys(held.padded + train.padded)), True
+    )
 
 
 def load_training_data(
@@ -252,7 +254,7 @@ def load_training_data(
         train = decode_in_memory([records[i] for i in shard.indices(len(records))], config.crop_size)
     skipped = val.skipped + train.report.skipped
     _check_strict(config, skipped)
-    padded = [str(train.records[i].clear) for i in train.report.padded]
+    padded = list(dict.fromkeys(val.padded + [str(train.records[i].clear) for i in train.report.padded]))
     source = None if train.source is None else place(train.source, device)
     is_global = mode == "disk" or shard.count == 1 or len(records) < shard.count  # else each process saw its shard
     return TrainingData(place(train.target, device), source, val, len(train.report.kept), skipped, padded, is_global)

@@ -37,5 +37,6 @@ def log_evaluation(accelerator, metrics: dict, comparisons: list[tuple[dict, Pat
             tracker.log({"eval/comparisons": table}, step=0)
         elif tracker.name == "tensorboard":
             for row, png in comparisons:
-                image = np.asarray(Image.open(png).convert("RGB"))
+                with Image.open(png) as opened:
+                    image = np.asarray(opened.convert("RGB"))
                 tracker.writer.add_image(f"eval/comparisons/{row['image']}", image, 0, dataformats="HWC")

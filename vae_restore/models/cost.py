@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .presets import Preset, PresetCost
+from .presets import COSTS, PRESETS, Preset, PresetCost
 from .vae_arch import VAE
 
 
@@ -16,3 +16,8 @@ def measure_cost(preset: Preset) -> PresetCost:
     with counter:
         model.restore(torch.rand(1, preset.in_channels, preset.image_size, preset.image_size))
     return PresetCost(sum(p.numel() for p in model.parameters()), int(counter.get_total_flops()))
+
+
+def preset_cost(preset: Preset) -> PresetCost:
+    """The registered cost of a built-in preset, else measured (a preset read from a checkpoint may differ)."""
+    return COSTS[preset.name] if PRESETS.get(preset.name) == preset and preset.name in COSTS else measure_cost(preset)

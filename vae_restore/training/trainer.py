@@ -74,8 +74,8 @@ def data_summary(data: TrainingData, accelerator: Accelerator) -> tuple[list[str
     """(skipped files, padded files, image count) over all processes."""
     if data.summary_is_global:
         return data.skipped, data.padded, data.num_images
-    skipped = list(dict.fromkeys(gather_object(data.skipped)))
-    return skipped, gather_object(data.padded), sum(gather_object([data.num_images]))
+    skipped, padded = (list(dict.fromkeys(gather_object(files))) for files in (data.skipped, data.padded))
+    return skipped, padded, sum(gather_object([data.num_images]))
 
 
 @contextmanager
@@ -195,7 +195,6 @@ class Trainer:
             pairs=distorted_stage,
         )
         self.skipped_files, self.padded_files, self.num_train_images = data_summary(data, acc)
-        self.paired = data.paired
         self.mixture = DistortionMixture.from_config(c.distortions, c.data.noise_sigma)
         self.generator = data_generator(c, acc)
         self.sampler = CropSampler(data.target, c.data.crop_size, self.generator, data.source)
