@@ -1,4 +1,4 @@
-"""Write a grid of every distortion applied to real images: `python launch/preview_distortions.py --data DIR`.
+"""Write a grid of every distortion applied to real images: `python launch/preview_distortions.py [--data DIR]`.
 
 Rows are random crops at the training crop size; columns are each distortion alone (parameter
 ranges from the config), the configured mixture, and the fixed `aged` recipe.
@@ -23,7 +23,9 @@ def positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="folder of images (or paired data: its clear images are used)")
+    parser.add_argument(
+        "--data", help="folder of images (paired data: its clear images); default: the embedded sample images"
+    )
     parser.add_argument("--output", default="distortions.png", help="PNG to write")
     parser.add_argument("--config", help="YAML whose distortions section sets the ranges and the mixture")
     parser.add_argument("--rows", type=positive_int, default=6)

@@ -27,6 +27,12 @@ def test_preview_grid_has_a_labelled_column_per_distortion_and_a_row_per_image(t
     assert (pixels[:LABEL_HEIGHT] < 128).any()  # labels are drawn
 
 
+def test_preview_without_data_uses_the_embedded_samples():
+    grid = preview_grid(None, rows=3, zoom=1, seed=1)
+    assert grid.size[1] == LABEL_HEIGHT + 3 * 132
+    assert preview_grid(None, rows=3, zoom=1, seed=2).tobytes() != grid.tobytes(), "the seed picks the images"
+
+
 def run_script(name: str, *args: str) -> str:
     """Run launch/NAME with ARGS as a user would; its standard output."""
     cmd = [sys.executable, str(REPO / "launch" / name), *args]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import DistortionConfig
-from ..data.dataset import decode_records
+from ..data.dataset import decode_records, load_image_set
 from ..data.files import ImageRecord, find_records
 from .artwork import aged
 from .mixture import DistortionMixture, distortions_from_config
@@ -39,8 +39,19 @@ def _label(draw: ImageDraw.ImageDraw, x: int, width: int, text: str) -> None:
     draw.text((x + (width - w) / 2, 3), text, fill=(0, 0, 0), font=font)
 
 
+def pick_images(data: str | Path | None, rows: int, crop_size: int, seed: int) -> list[np.ndarray]:
+    """`rows` images drawn at random from the clear images of `data` (only those are decoded), or from the
+    embedded samples when `data` is None."""
+    if data is None:
+        samples = load_image_set(None).clear
+        return [samples[i] for i in sorted(np.random.default_rng(seed).permutation(len(samples))[:rows])]
+    clear_files = sorted({r.clear for r in find_records(data)})
+    pick = np.random.default_rng(seed).permutation(len(clear_files))[:rows]
+    return decode_records([ImageRecord(clear_files[i]) for i in sorted(pick)], crop_size).clear
+
+
 def preview_grid(
-    data: str | Path,
+    data: str | Path | None,
     config: DistortionConfig | None = None,
     noise_sigma: tuple[float, float] = (5.0, 50.0),
     rows: int = 6,
@@ -48,10 +59,9 @@ def preview_grid(
     zoom: int = 2,
     seed: int = 0,
 ) -> Image.Image:
-    """Grid image of `rows` random crops from the images in `data` under every distortion."""
-    clear_files = sorted({r.clear for r in find_records(data)})
-    pick = np.random.default_rng(seed).permutation(len(clear_files))[:rows]
-    images = decode_records([ImageRecord(clear_files[i]) for i in sorted(pick)], crop_size).clear
+    """Grid image of `rows` random crops from the images in `data` (None: the embedded samples) under every
+    distortion."""
+    images = pick_images(data, rows, crop_size, seed)
     rng = np.random.default_rng(seed)
     crops = []
     for image in images:
