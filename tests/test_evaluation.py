@@ -99,6 +99,49 @@ def test_an_image_too_small_for_ssim_is_skipped_and_reported(checkpoint, tmp_pat
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped"] == summary["skipped"]
 
 
+def test_a_report_inside_the_data_folder_is_not_scored_next_time_and_keeps_other_files(checkpoint, tmp_path):
+    data = tmp_path / "clear"
+    write_images(data, 2, size=(40, 48), seed=6)
+    report = data / "report"
+    (report / "comparisons").mkdir(parents=True)
+    (report / "comparisons" / "notes.txt").write_text("mine")
+    for _ in range(2):
+        summary, rows = run(checkpoint, data, report, distortion="blur")
+        assert summary["num_images"] == 2 and [r["image"] for r in rows] == ["img_000.png", "img_001.png"]
+    assert sorted(p.name for p in (report / "comparisons").iterdir()) == [
+        "0000_img_000.png",
+        "0001_img_001.png",
+        "notes.txt",
+    ]
+    assert isinstance(summary["global_step"], int | None)
+
+
+def test_a_baseline_that_cannot_restore_an_image_skips_that_image(checkpoint, tmp_path, monkeypatch):
+    data = tmp_path / "clear"
+    write_images(data, 1, size=(40, 48), seed=6, names=["ok.png"])
+    write_images(data, 1, size=(40, 60), seed=7, names=["wide.png"])
+
+    def picky(image):  # like CBM3D on an image smaller than its blocks
+        if image.shape[1] == 60:
+            raise ValueError("Image cannot be smaller than block size!")
+        return image
+
+    monkeypatch.setitem(BASELINES, "nlmeans", picky)
+    summary, rows = run(checkpoint, data, tmp_path / "out", distortion="blur", baselines=["nlmeans"])
+    assert [r["image"] for r in rows] == ["ok.png"] and len(summary["skipped"]) == 1
+    assert "wide.png: baseline nlmeans cannot restore it (Image cannot be smaller" in summary["skipped"][0]
+
+
+def test_unpaired_files_can_be_left_out_of_a_paired_evaluation(checkpoint, tmp_path):
+    data = tmp_path / "paired"
+    write_images(data / "clear", 2, size=(40, 48), seed=2)
+    write_images(data / "distorted", 1, size=(40, 48), seed=3)
+    with pytest.raises(Exception, match="no partner"):
+        run(checkpoint, data, tmp_path / "out")
+    summary, _ = run(checkpoint, data, tmp_path / "out", allow_unpaired=True)
+    assert summary["num_images"] == 1
+
+
 def test_data_and_distortion_must_agree(checkpoint, clear_folder, tmp_path):
     with pytest.raises(ConfigError, match="--distortion NAME"):
         run(checkpoint, clear_folder, tmp_path / "x")

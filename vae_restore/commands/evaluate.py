@@ -11,12 +11,27 @@ import argparse
 NAME = "evaluate"
 
 
+def true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a run folder or its model.safetensors")
     parser.add_argument("--data", required=True, help="paired folder (clear/ + distorted/) or a folder of clear images")
     parser.add_argument("--distortion", help="clear-only data: named distortion that makes the inputs (e.g. awgn25)")
     parser.add_argument("--output", help="report folder (default RUN_DIR/evaluation/<data>-<distortion>)")
-    parser.add_argument("--num_images", type=int, help="score only the first N images (sorted by name)")
+    parser.add_argument(
+        "--num_images", type=int, help="score only the first N files (sorted by name; unreadable ones count)"
+    )
+    parser.add_argument(
+        "--allow_unpaired",
+        type=true_or_false,
+        default=False,
+        metavar="BOOL",
+        help="paired data: score the pairs that exist and warn about files without a partner",
+    )
     parser.add_argument("--baselines", default="", help="comma-separated classical baselines: nlmeans,tv")
     parser.add_argument("--report_to", default="none", choices=("none", "wandb", "tensorboard"))
     parser.add_argument("--num_comparisons", type=int, default=8, help="comparison PNGs for the first N images")
@@ -35,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             distortion=args.distortion,
             output=args.output,
             num_images=args.num_images,
+            allow_unpaired=args.allow_unpaired,
             baselines=parse_baselines(args.baselines),
             report_to=args.report_to,
             num_comparisons=args.num_comparisons,

@@ -24,10 +24,25 @@ class EvalItem:
     distorted: Path | None
 
 
-def find_items(data: str | Path, distortion: str | None, num_images: int | None) -> list[EvalItem]:
-    """The first `num_images` records of `data`; clear-only data needs a distortion name, paired data refuses one."""
+def find_items(
+    data: str | Path,
+    distortion: str | None,
+    num_images: int | None,
+    allow_unpaired: bool = False,
+    leave_out: Path | None = None,
+) -> list[EvalItem]:
+    """The first `num_images` records of `data`; clear-only data needs a distortion name, paired data refuses one.
+
+    Files under `leave_out` (the report's own comparison images, when the report sits inside `data`) are not
+    records: a second run would otherwise score the first run's output.
+    """
     data = Path(data)
-    records = find_records(data)
+    records = find_records(data, allow_unpaired=allow_unpaired)
+    if leave_out is not None:
+        leave_out = leave_out.resolve()
+        records = [r for r in records if leave_out not in r.clear.resolve().parents]
+        if not records:
+            raise DataError(f"{data} holds no images besides the comparisons of an earlier evaluation")
     paired = records[0].distorted is not None
     if paired and distortion is not None:
         raise ConfigError(

@@ -7,7 +7,7 @@ the merged results do not depend on the number of processes.
 from __future__ import annotations
 
 import logging
-import shutil
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from .scoring import INPUT, RESTORED, gains, score, summarize
 logger = logging.getLogger(__name__)
 
 CSV_NAME, SUMMARY_NAME, COMPARISONS_DIR = "per_image.csv", "summary.json", "comparisons"
+COMPARISON_NAME = re.compile(r"\d{4,}_.*\.png")  # report.comparison_path's names
 TRACKER_PROJECT = "vae-restore"  # the training runs' project, so a model and its evaluations sit together
 
 
@@ -32,6 +33,7 @@ class EvalOptions:
     distortion: str | None = None  # clear-only data: the named distortion that makes the inputs
     output: str | None = None  # default: RUN_DIR/evaluation/<data folder>-<distortion or "paired">
     num_images: int | None = None  # the first N images of the sorted folder
+    allow_unpaired: bool = False  # paired data: score the pairs that exist, warn about the rest
     baselines: list[str] = field(default_factory=list)
     report_to: str = "none"
     num_comparisons: int = 8
@@ -68,6 +70,13 @@ def output_dir(options: EvalOptions) -> Path:
     return run_dir / "evaluation" / options.label
 
 
+def remove_earlier_comparisons(folder: Path) -> None:
+    """No stale images from an earlier run; only files named as this command names them are removed."""
+    for path in folder.glob("*.png"):
+        if COMPARISON_NAME.fullmatch(path.name):
+            path.unlink()
+
+
 def score_item(model, device, item: EvalItem, options: EvalOptions, output: Path) -> dict:
     """Restore one image, run the baselines, write its comparison PNG if it is among the first N, score all."""
     from .tiled import restore_image
@@ -75,7 +84,10 @@ def score_item(model, device, item: EvalItem, options: EvalOptions, output: Path
     distorted, clear = load_pair(item, options.distortion, options.seed)
     outputs = {RESTORED: restore_image(model, distorted, device, options.batch_size), INPUT: distorted}
     for name in options.baselines:
-        outputs[name] = BASELINES[name](distorted)
+        try:
+            outputs[name] = BASELINES[name](distorted)
+        except ValueError as e:  # e.g. CBM3D on an image smaller than its blocks: every method scores the same images
+            raise DataError(f"{item.clear}: baseline {name} cannot restore it ({e})") from None
     if item.index < options.num_comparisons:
         path = comparison_path(output / COMPARISONS_DIR, item.index, item.name)
         save_comparison(path, distorted, outputs[RESTORED], clear)
@@ -105,7 +117,7 @@ def build_summary(options: EvalOptions, weights: Path, rows: list[dict], methods
         "weights_sha256": sha256_file(weights),
         "preset": meta.get("preset"),
         "stage": meta.get("stage"),
-        "global_step": meta.get("global_step"),
+        "global_step": int(step) if (step := meta.get("global_step", "")).isdigit() else None,
         "data": str(options.data),
         "distortion": options.distortion or "paired",
         "seed": options.seed,
@@ -128,8 +140,10 @@ def evaluate(options: EvalOptions) -> dict:
 
     weights = resolve_weights(options.checkpoint)
     options.validate()
-    items = find_items(options.data, options.distortion, options.num_images)
     output = output_dir(options)
+    items = find_items(
+        options.data, options.distortion, options.num_images, options.allow_unpaired, output / COMPARISONS_DIR
+    )
     prepare_tracker_env(options.report_to, output)
     accelerator = Accelerator(
         log_with=None if options.report_to == "none" else options.report_to,
@@ -137,7 +151,7 @@ def evaluate(options: EvalOptions) -> dict:
     )
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(output / COMPARISONS_DIR, ignore_errors=True)  # no stale images from an earlier run
+        remove_earlier_comparisons(output / COMPARISONS_DIR)
     accelerator.wait_for_everyone()
     accelerator.init_trackers(
         TRACKER_PROJECT,
