@@ -156,6 +156,21 @@ def test_budget_and_run_plan_are_checked():
         options.plan()
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"columns": [Column("photos", "awgn_25")]}, "unknown distortion 'awgn_25'"),
+        ({"columns": [Column("phtos", "awgn25")]}, "unknown dataset 'phtos'"),
+        ({"baselines": ["nope"]}, "unknown baseline 'nope'"),
+        ({"art_scale": 0.0}, "--art_scale must be in"),
+    ],
+)
+def test_misspelled_columns_and_baselines_are_refused_before_any_work(change, message):
+    options = QualityOptions(Path("t"), Path("v"), None, Path("o"), Budget(steps=1), runs=["original/bce"], **change)
+    with pytest.raises(ConfigError, match=message):
+        options.validate()
+
+
 def test_distorted_config_takes_a_mixture_per_dataset(tmp_path):
     photo, art = Path("configs/distorted_photo.yaml"), Path("configs/distorted_art.yaml")
     assert parse_mixtures("configs/distorted_photo.yaml") == (photo, {})

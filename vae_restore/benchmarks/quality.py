@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_COLUMNS = "photos:awgn25,photos:awgn50,photos:blur_noise,photos:jpeg20,art:aged"
 DEFAULT_BASELINES = ("nlmeans", "tv", "cbm3d")
+DATASETS = ("photos", "art")  # val_photos, and the held-out paintings
 
 
 @dataclass
@@ -92,6 +93,7 @@ class QualityOptions:
                 raise ConfigError(f"config {path} does not exist (run from the repository root or pass its path)")
 
     def validate(self) -> QualityOptions:
+        from ..evaluation.baselines import BASELINES
         from ..models import PRESETS
 
         plan = self.plan()
@@ -107,8 +109,25 @@ class QualityOptions:
             raise ConfigError("--num_images must be >= 1")
         if self.train_batch_size < 1 or self.baseline_workers < 1:
             raise ConfigError("--train_batch_size and --baseline_workers must be >= 1")
+        if not 0 < self.art_scale <= 1:
+            raise ConfigError(f"--art_scale must be in (0, 1], got {self.art_scale}")
+        unknown = [n for n in self.baselines if n not in BASELINES]  # a missing package only skips its row
+        if unknown:
+            raise ConfigError(f"unknown baseline {unknown[0]!r} in --baselines; known: {', '.join(BASELINES)}")
+        self.check_columns()
         self.check_mixtures()
         return self
+
+    def check_columns(self) -> None:
+        """Misspelled columns are refused here, before any training, not reported as unmeasured after it."""
+        from ..distortions.named import NAMED_DISTORTIONS
+
+        for column in self.columns:
+            if column.dataset not in DATASETS:
+                raise ConfigError(f"--columns {column.label}: unknown dataset {column.dataset!r}; known: {DATASETS}")
+            if column.distortion not in NAMED_DISTORTIONS:
+                known = ", ".join(NAMED_DISTORTIONS)
+                raise ConfigError(f"--columns {column.label}: unknown distortion {column.distortion!r}; known: {known}")
 
 
 def parse_mixtures(text: str) -> tuple[Path, dict[str, Path]]:
@@ -165,6 +184,8 @@ class Benchmark:
                 folder = self.data.eval_sets[column.dataset]
                 self.cases[column.label] = load_case(column, folder, options.num_images, options.seed)
             columns.append({"label": column.label, **vars(column), "not_measured": reason})
+        if not self.cases:
+            raise ConfigError(f"none of the --columns can be measured here: {columns[0]['not_measured']}")
         self.report = {
             "device": device_name(self.device),
             "settings": self.settings(),
@@ -223,8 +244,6 @@ class Benchmark:
                 print(f"[quality] skipping the {name} row: {reason}", flush=True)
                 self.report["skipped_methods"][name] = reason
                 continue
-            if name not in BASELINES:
-                raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
             print(f"[quality] scoring {name} (cached per column after the first run)", flush=True)
             self.add_row(name, BASELINES[name], cache=True)
 
