@@ -16,11 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from vae_restore.cli_common import run_with_clear_errors
+from vae_restore.cli_common import new_file, positive_int, positive_int_list, run_with_clear_errors
 
 
-def int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v]
+def yaml_file(text: str) -> Path:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    return Path(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,23 +30,27 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="benchmark", required=True)
     tp = sub.add_parser("throughput", help="images/s: original-style loop vs the trainer, same files, one run")
     tp.add_argument("--data", type=Path, required=True)
-    tp.add_argument("--batch_sizes", type=int_list, default=[64, 256])
-    tp.add_argument("--compile_batch_sizes", type=int_list, default=[])
+    tp.add_argument("--batch_sizes", type=positive_int_list, default=[64, 256])
+    tp.add_argument("--compile_batch_sizes", type=positive_int_list, default=[])
     tp.add_argument(
         "--compile_modes", type=name_list, default=["default"], help="torch.compile modes for the compiled rows"
     )
-    tp.add_argument("--steps", type=int, default=20, help="timed steps per batch size (after as many warm-up steps)")
-    tp.add_argument("--reference_steps", type=int, default=20)
-    tp.add_argument("--output", type=Path, default=Path("throughput.json"))
-    tp.add_argument("--mixture_config", type=Path, help="also time the trainer with this YAML's distortion mixture")
+    tp.add_argument(
+        "--steps", type=positive_int, default=20, help="timed steps per batch size (after as many warm-up steps)"
+    )
+    tp.add_argument("--reference_steps", type=positive_int, default=20)
+    tp.add_argument("--output", type=new_file, default=Path("throughput.json"))
+    tp.add_argument(
+        "--mixture_config", type=yaml_file, help="also time the trainer with this YAML's distortion mixture"
+    )
     pp = sub.add_parser("profile", help="one training step: ms per step, data path alone, kernels by time")
     pp.add_argument("--data", type=Path, required=True)
-    pp.add_argument("--batch_size", type=int, default=2048)
+    pp.add_argument("--batch_size", type=positive_int, default=2048)
     pp.add_argument("--compile_mode", default="default", help="torch.compile mode, or none for eager")
-    pp.add_argument("--mixture_config", type=Path, help="this YAML's distortion mixture instead of Gaussian noise")
-    pp.add_argument("--warmup_steps", type=int, default=30)
-    pp.add_argument("--timed_steps", type=int, default=50)
-    pp.add_argument("--profiled_steps", type=int, default=10)
+    pp.add_argument("--mixture_config", type=yaml_file, help="this YAML's distortion mixture instead of Gaussian noise")
+    pp.add_argument("--warmup_steps", type=positive_int, default=30)
+    pp.add_argument("--timed_steps", type=positive_int, default=50)
+    pp.add_argument("--profiled_steps", type=positive_int, default=10)
     add_quality_parser(sub)
     args = parser.parse_args(argv)
     if args.benchmark == "quality":

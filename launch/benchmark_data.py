@@ -13,22 +13,34 @@ from pathlib import Path
 import torch
 
 from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
-from vae_restore.cli_common import run_with_clear_errors
+from vae_restore.cli_common import positive_int, run_with_clear_errors
 from vae_restore.config import build_config
+
+
+def device(text: str) -> torch.device:
+    try:
+        chosen = torch.device(text)
+    except RuntimeError as e:
+        raise argparse.ArgumentTypeError(str(e).split("\n")[0]) from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("CUDA is not available here")
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of images (paired data: its clear images)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10, help="timed batches per pipeline")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--batch_size", type=positive_int, default=256)
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed batches per pipeline")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--config", action="append", default=[], help="YAML whose mixture is also timed (repeatable)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     mixtures = {Path(p).stem: build_config(p).distortions for p in args.config}
+    if len(mixtures) < len(args.config):
+        parser.error("--config files need distinct names: their rows are named after them")
     info, rows = benchmark_data_path(args.data, args.device, args.batch_size, args.steps, mixtures=mixtures)
     print(
         f"{info['images']} images decoded in {info['decode_s']:.1f} s ({info['decode_images_per_s']:.0f} images/s), "

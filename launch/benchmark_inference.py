@@ -10,19 +10,31 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vae_restore.tiling import OVERLAP
+    from vae_restore.cli_common import new_file, positive_int
+    from vae_restore.tiling import OVERLAP, TILE, check_overlap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="run folder or model.safetensors (default: random weights)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--tile_batch", type=int, default=16, help="tiles per forward call (default 16)")
-    parser.add_argument("--threads", type=int, help="CPU threads for both engines (default: all cores)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed restorations per image; the fastest is kept")
+    parser.add_argument("--tile_batch", type=positive_int, default=16, help="tiles per forward call (default 16)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for both engines (default: all cores)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="timed restorations per image; the fastest is kept"
+    )
     parser.add_argument("--overlap", type=int, default=OVERLAP, help=f"tile overlap (default {OVERLAP})")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=new_file, help="also write the results here")
     args = parser.parse_args(argv)
+    try:
+        check_overlap(TILE, args.overlap)
+    except ValueError as e:
+        parser.error(f"--overlap: {e}")
+
+    import torch
 
     from vae_restore.benchmarks.inference import markdown_table, run_benchmark
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but CUDA is not available here")
 
     results = run_benchmark(args.checkpoint, args.device, args.tile_batch, args.threads, args.repeats, args.overlap)
     threads = args.threads or os.cpu_count()
@@ -33,4 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vae_restore.cli_common import run_with_clear_errors
+
+    sys.exit(run_with_clear_errors(main))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
@@ -72,3 +73,47 @@ def test_benchmark_script_prints_a_table(tmp_path):
                      "--threads", "1")  # fmt: skip
     assert "| crops + mixture" not in out and "| crops only |" in out
     assert "2 images decoded" in out
+
+
+def launch_main(name: str):
+    """launch/NAME's `main`, loaded as the script file it is."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("benchmark", ["throughput", "--data", ".", "--batch_sizes", "64,0"], "must be at least 1"),
+        ("benchmark", ["throughput", "--data", ".", "--mixture_config", "nope.yaml"], "nope.yaml does not exist"),
+        ("benchmark", ["throughput", "--data", ".", "--output", "no/such/dir/t.json"], "not in an existing folder"),
+        ("benchmark", ["profile", "--data", ".", "--timed_steps", "0"], "must be at least 1"),
+        ("benchmark_inference", ["--repeats", "0"], "must be at least 1"),
+        ("benchmark_inference", ["--overlap", "128"], "overlap must be at least 0 and less than"),
+        ("benchmark_inference", ["--json", "no/such/dir/x.json"], "not in an existing folder"),
+        ("benchmark_data", ["--data", ".", "--device", "nodevice"], "--device"),
+        ("benchmark_data", ["--data", ".", "--batch_size", "0"], "must be at least 1"),
+        ("preview_distortions", ["--output", "grid"], "name the image format"),
+        ("preview_distortions", ["--output", "no/such/dir/g.png"], "not in an existing folder"),
+    ],
+)
+def test_benchmark_scripts_refuse_bad_arguments_before_any_work(script, args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        launch_main(script)(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_baselines_of_the_trainer_skip_unreadable_files_as_the_trainer_does(tmp_path):
+    from vae_restore.benchmarks.reference_loop import readable_files
+    from vae_restore.errors import DataError
+
+    good = write_images(tmp_path, 2)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert readable_files([*good, tmp_path / "empty.jpg"]) == good
+    with pytest.raises(DataError, match="none of the 1 image file"):
+        readable_files([tmp_path / "empty.jpg"])

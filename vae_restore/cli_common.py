@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from .errors import Preempted, VAERestoreError
 
@@ -33,3 +35,24 @@ def run_with_clear_errors(main: Callable[[], int]) -> int:
             f"error: {e.name} is not installed; this command needs: pip install 'vae-restore[train]'", file=sys.stderr
         )
         return 2
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_int_list(text: str) -> list[int]:
+    """An argparse type: `256,1024` -> [256, 1024], each at least 1."""
+    return [positive_int(v) for v in text.split(",") if v.strip()]
+
+
+def new_file(text: str) -> Path:
+    """An argparse type: a file to write, checked before any work (not a folder, in a folder that exists)."""
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder or not in an existing folder")
+    return path

@@ -23,7 +23,7 @@ from ..data.files import list_images
 from ..distortions import DistortionMixture
 from ..losses import vae_loss
 from ..models import ORIGINAL, VAE
-from .reference_loop import ResizedImages
+from .reference_loop import ResizedImages, readable_files
 
 LOSS = LossConfig(reconstruction="bce", kl_weight=1.0)
 LEARNING_RATE = 1e-3
@@ -31,7 +31,7 @@ LEARNING_RATE = 1e-3
 
 def resized_images(folder: Path, device: torch.device, size: int = 128) -> torch.Tensor:
     """Every image of `folder`, whole, resized to size×size: N×3×S×S float in [0, 1] on `device`."""
-    dataset = ResizedImages(list_images(folder), size)
+    dataset = ResizedImages(readable_files(list_images(folder)), size)
     return torch.stack([dataset[i] for i in range(len(dataset))]).to(device)
 
 

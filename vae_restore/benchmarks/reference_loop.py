@@ -3,6 +3,7 @@ PIL open + resize of whole images in a DataLoader, fp32, batch 64, Gaussian nois
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -13,8 +14,25 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..config import LossConfig
+from ..data.training_data import header_sizes
+from ..errors import DataError
 from ..losses import vae_loss
 from ..models import VAE
+
+logger = logging.getLogger(__name__)
+
+
+def readable_files(files: list[Path]) -> list[Path]:
+    """The files whose header opens. The original loop would stop at the first bad file; the trainer skips
+    bad files, so the baselines it is compared with skip them too."""
+    sizes = header_sizes(files)
+    readable = [p for p in files if sizes[p] is not None]
+    if len(readable) < len(files):
+        bad = next(p for p in files if sizes[p] is None)
+        logger.warning("skipping %d unreadable file(s), e.g. %s", len(files) - len(readable), bad)
+    if not readable:
+        raise DataError(f"none of the {len(files)} image file(s) opens")
+    return readable
 
 
 class ResizedImages(Dataset):

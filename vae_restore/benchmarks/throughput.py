@@ -21,7 +21,7 @@ from ..data.files import list_images
 from ..errors import ConfigError
 from ..models import VAE, save_model
 from ..training import fit_in_process
-from .reference_loop import reference_throughput
+from .reference_loop import readable_files, reference_throughput
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def run_throughput(
         raise ConfigError(f"unknown --compile_modes {unknown}; choose from {', '.join(COMPILE_MODES)}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mixed = "bf16" if device.type == "cuda" else "no"
-    files = list_images(data)
+    files = readable_files(list_images(data))
     report = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__,
