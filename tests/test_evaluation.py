@@ -232,3 +232,31 @@ def test_bad_options_are_refused_before_any_work(checkpoint, clear_folder, tmp_p
     with pytest.raises(ConfigError, match=message):
         run(checkpoint, clear_folder, tmp_path / "out", distortion="blur", **option)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_is_a_file_is_refused(checkpoint, clear_folder, tmp_path):
+    (tmp_path / "report").write_text("not a folder")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run(checkpoint, clear_folder, tmp_path / "report", distortion="blur")
+
+
+def test_several_distorted_versions_of_one_clear_image_are_told_apart(checkpoint, tmp_path):
+    data = tmp_path / "pairs"
+    write_images(data / "clear", 1, size=(40, 48), names=["img (1).png"])
+    write_images(data / "distorted", 2, size=(40, 48), seed=4, names=["img (1)_noise.png", "img (1)_blur.png"])
+    _, rows = run(checkpoint, data, tmp_path / "out")
+    assert sorted(r["image"] for r in rows) == ["distorted/img (1)_blur.png", "distorted/img (1)_noise.png"]
+
+
+def test_gains_compare_the_same_images_when_an_input_is_already_perfect():
+    from vae_restore.evaluation.scoring import gains, summarize
+
+    perfect = {"input_psnr": float("inf"), "restored_psnr": 30.0}
+    noisy = {"input_psnr": 20.0, "restored_psnr": 25.0}
+    rows = [
+        {**row, **{f"{m}_{k}": 0.5 for m in ("input", "restored") for k in METRICS if k != "psnr"}}
+        for row in (perfect, noisy)
+    ]
+    assert gains(rows)["psnr"] == 5.0, "the perfect input's image is left out of both sides"
+    table = format_table(summarize(rows, ["restored", "input"]))
+    assert "20.00 ± 0.00 (+1 inf)" in table

@@ -31,6 +31,8 @@ def test_import_original_pth_converts_to_a_run_folder(tmp_path):
     with pytest.raises(CheckpointError, match="model.safetensors exists: choose a new run folder"):
         import_original_checkpoint(pth, tmp_path / "run")
     assert import_original_checkpoint(pth, tmp_path / "run", overwrite=True) == tmp_path / "run" / "model.safetensors"
+    with pytest.raises(CheckpointError, match="is a file; name a run folder"):
+        import_original_checkpoint(pth, pth)
 
 
 class RunsCode:

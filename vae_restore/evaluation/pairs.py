@@ -53,7 +53,10 @@ def find_items(
         raise ConfigError(f"{data} holds clear images only: pass --distortion NAME to make the inputs")
     if num_images is not None:
         records = records[:num_images]
-    return [EvalItem(i, _display_name(r.clear, data), r.clear, r.distorted) for i, r in enumerate(records)]
+    # Paired data is named by its distorted file: several distorted versions of one clear image stay apart.
+    return [
+        EvalItem(i, _display_name(r.distorted or r.clear, data), r.clear, r.distorted) for i, r in enumerate(records)
+    ]
 
 
 def _display_name(path: Path, root: Path) -> str:

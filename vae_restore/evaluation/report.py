@@ -80,14 +80,16 @@ def save_comparison(path: Path, distorted: np.ndarray, restored: np.ndarray, cle
 
 
 def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Methods as rows, `mean ± std` per metric as columns."""
+    """Methods as rows, `mean ± std` per metric as columns; images with an infinite PSNR are counted apart."""
     header = ["method"] + [TABLE_FORMATS[m][0] for m in METRICS]
     lines = [header]
     for method, stats in metrics.items():
         cells = [method]
         for metric in METRICS:
             fmt = TABLE_FORMATS[metric][1]
-            cells.append(f"{fmt.format(stats[metric]['mean'])} ± {fmt.format(stats[metric]['std'])}")
+            infinite = stats[metric].get("num_infinite")
+            note = f" (+{infinite} inf)" if infinite else ""
+            cells.append(f"{fmt.format(stats[metric]['mean'])} ± {fmt.format(stats[metric]['std'])}{note}")
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
@@ -96,6 +98,7 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def format_gains(gains: dict[str, float]) -> str:
-    """One line: what the model adds over the distorted input, per metric (mean restored minus mean input)."""
+    """One line: what the model adds over the distorted input, per metric (restored minus input; for MSE a
+    negative change is the improvement)."""
     parts = [f"{TABLE_FORMATS[m][0]} {TABLE_FORMATS[m][1].replace(':', ':+')}".format(v) for m, v in gains.items()]
     return "gain over the input: " + ", ".join(parts)

@@ -46,6 +46,7 @@ class EvalOptions:
             (self.num_comparisons >= 0, "--num_comparisons must be >= 0"),
             (self.batch_size >= 1, "--batch_size must be >= 1"),
             (self.report_to in ("none", "wandb", "tensorboard"), "--report_to must be none, wandb or tensorboard"),
+            (not (self.output and Path(self.output).is_file()), f"--output {self.output} is a file, not a folder"),
         ]
         for ok, message in checks:
             if not ok:
@@ -124,7 +125,7 @@ def build_summary(options: EvalOptions, weights: Path, rows: list[dict], methods
         "num_images": len(rows),
         **facts,
         "metrics": metrics,
-        "gain_over_input": gains(metrics),
+        "gain_over_input": gains(rows),
     }
 
 

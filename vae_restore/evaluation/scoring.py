@@ -41,6 +41,12 @@ def summarize(rows: list[dict], methods: list[str]) -> dict[str, dict[str, dict[
     return summary
 
 
-def gains(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
-    """Mean restored minus mean input, per metric: what the model adds over doing nothing."""
-    return {m: summary[RESTORED][m]["mean"] - summary[INPUT][m]["mean"] for m in METRICS}
+def gains(rows: list[dict]) -> dict[str, float]:
+    """Mean of restored minus input, per metric, over the images where both are finite (an input equal to its
+    clear image has an infinite PSNR): what the model adds over doing nothing, on the same images."""
+    result = {}
+    for m in METRICS:
+        diff = np.array([row[f"{RESTORED}_{m}"] - row[f"{INPUT}_{m}"] for row in rows], dtype=np.float64)
+        diff = diff[np.isfinite(diff)]
+        result[m] = float(diff.mean()) if diff.size else math.nan
+    return result

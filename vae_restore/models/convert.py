@@ -16,6 +16,8 @@ def import_original_checkpoint(pth: Path, output_dir: Path, overwrite: bool = Fa
     """Convert `vae_model.pth` (a state dict under the original names) into OUTPUT_DIR/model.safetensors."""
     if not pth.is_file():
         raise CheckpointError(f"{pth} does not exist")
+    if output_dir.is_file():
+        raise CheckpointError(f"{output_dir} is a file; name a run folder to create")
     taken = [output_dir / name for name in (WEIGHTS_NAME, "config.json") if (output_dir / name).exists()]
     if taken and not overwrite:
         raise CheckpointError(f"{taken[0]} exists: choose a new run folder, or pass --overwrite to replace it")

@@ -109,7 +109,7 @@ def get_preset(name: str) -> Preset:
 ORIGINAL = register_preset(
     Preset(name="original"),
     PresetCost(parameters=18_371_523, flops=461_766_656),
-    "SPEC §1, bit for bit: the original code's network and parameter names",
+    "the original network, bit for bit: the original code's layers and parameter names",
 )
 register_preset(
     Preset(name="wide", channels=(64, 128, 256, 512)),
