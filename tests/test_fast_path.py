@@ -140,10 +140,11 @@ def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeyp
         lambda files, device, measure_steps: {"pipeline": "ref", "batch_size": 64, "images_per_s": 10.0},
     )
 
-    def fake_trainer(data, bs, steps, mixed, mode, workdir, mixture):
-        if mode == "reduce-overhead":
+    def fake_trainer(config, steps, pipeline):
+        if config.train.compile_mode == "reduce-overhead":
             raise RuntimeError("CUDA graphs refused")
-        return {"pipeline": throughput.pipeline_name(mode, mixture), "batch_size": bs, "images_per_s": 20.0 * bs}
+        bs = config.train.train_batch_size
+        return {"pipeline": pipeline, "batch_size": bs, "images_per_s": 20.0 * bs}
 
     monkeypatch.setattr(throughput, "trainer_throughput", fake_trainer)
     out = tmp_path / "tp.json"

@@ -61,27 +61,18 @@ def benchmark_config(
     return config.validate()
 
 
-def trainer_throughput(
-    data: Path,
-    batch_size: int,
-    steps: int,
-    mixed_precision: str,
-    compile_mode: str | None,
-    workdir: Path,
-    mixture_yaml: Path | None = None,
-) -> dict:
-    """Steady-state images/s through `Trainer.fit`: a first window of `steps` (warm-up, compilation), then
-    a timed one."""
-    config = benchmark_config(data, batch_size, 2 * steps, mixed_precision, compile_mode, workdir, mixture_yaml)
-    config.train.logging_steps = steps
+def trainer_throughput(config: Config, steps: int, pipeline: str) -> dict:
+    """Steady-state images/s of `config` through `Trainer.fit`: a first window of `steps` (warm-up,
+    compilation), then a timed one."""
+    config.train.max_train_steps, config.train.logging_steps = 2 * steps, steps
     fresh_start()
     trainer = fit_in_process(config)
     measured = trainer.history[1]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
-        "pipeline": pipeline_name(compile_mode, mixture_yaml),
-        "batch_size": batch_size,
-        "mixed_precision": mixed_precision,
+        "pipeline": pipeline,
+        "batch_size": config.train.train_batch_size,
+        "mixed_precision": config.train.mixed_precision,
         "images_per_s": measured["train/images_per_s"],
         "timed_steps": steps,
         "gpu_memory_peak_gib": peak,
@@ -141,11 +132,14 @@ def run_throughput(
     with tempfile.TemporaryDirectory() as tmp:
         for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
             for bs, mode in runs:
+                name = pipeline_name(mode, mixture)
                 try:
-                    row = trainer_throughput(data, bs, steps, mixed, mode, Path(tmp), mixture)
+                    row = trainer_throughput(
+                        benchmark_config(data, bs, steps, mixed, mode, Path(tmp), mixture), steps, name
+                    )
                 except Exception as e:  # noqa: BLE001 - one row a device refuses must not cost the rows after it
-                    logger.exception("row %s, batch %d failed", pipeline_name(mode, mixture), bs)
-                    row = {"pipeline": pipeline_name(mode, mixture), "batch_size": bs, "error": repr(e)}
+                    logger.exception("row %s, batch %d failed", name, bs)
+                    row = {"pipeline": name, "batch_size": bs, "error": repr(e)}
                 _add_row(report, row, output)
     return report
 
