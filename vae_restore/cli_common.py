@@ -12,8 +12,8 @@ from .errors import Preempted, VAERestoreError
 
 # Import names of the `train` extra: without them only restoring works (the `infer` install).
 TRAINING_MODULES = frozenset(
-    ("torch", "torchvision", "accelerate", "safetensors", "yaml", "tqdm", "skimage", "pywt", "wandb", "tensorboard")
-    + ("onnx", "onnxscript")
+    {"torch", "torchvision", "accelerate", "safetensors", "yaml", "tqdm", "skimage", "pywt", "wandb", "tensorboard"}
+    | {"onnx", "onnxscript"}  # the export
 )
 
 
