@@ -156,6 +156,14 @@ def test_budget_and_run_plan_are_checked():
         options.plan()
 
 
+def test_an_optional_baseline_whose_package_is_missing_is_no_spelling_error(monkeypatch):
+    from vae_restore.evaluation import baselines
+
+    monkeypatch.delitem(baselines.BASELINES, "cbm3d", raising=False)  # as without the `bench` extra
+    options = QualityOptions(Path("t"), Path("v"), None, Path("o"), Budget(steps=1), runs=["original/bce"])
+    assert options.baselines == ["nlmeans", "tv", "cbm3d"] and options.validate() is options
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
