@@ -10,17 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from vae_restore.cli_common import new_file, positive_int, run_with_clear_errors
+from vae_restore.cli_common import image_file, new_file, positive_int, run_with_clear_errors
 from vae_restore.config import build_config
-from vae_restore.data.encode import writable_format
 from vae_restore.distortions.preview import preview_grid
 
 
-def image_file(text: str) -> Path:
-    path = new_file(text)
-    if writable_format(path) is None:
-        raise argparse.ArgumentTypeError(f"{text}: name the image format, e.g. grid.png")
-    return path
+def grid_file(text: str) -> Path:
+    """An image name in a folder that exists (saving the grid makes none), checked before it is drawn."""
+    return new_file(str(image_file(text)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", help="folder of images (paired data: its clear images); default: the embedded sample images"
     )
-    parser.add_argument("--output", type=image_file, default=Path("distortions.png"), help="image to write (PNG)")
+    parser.add_argument("--output", type=grid_file, default=Path("distortions.png"), help="image to write (PNG)")
     parser.add_argument("--config", help="YAML whose distortions section sets the ranges and the mixture")
     parser.add_argument("--rows", type=positive_int, default=6)
     parser.add_argument("--zoom", type=positive_int, default=2, help="enlargement of each crop (nearest neighbour)")

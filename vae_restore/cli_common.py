@@ -56,3 +56,22 @@ def new_file(text: str) -> Path:
     if path.is_dir() or not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder or not in an existing folder")
     return path
+
+
+def true_or_false(text: str) -> bool:
+    """`true`/`false` (or 1/0, yes/no): how every boolean flag and config value is spelled."""
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
+def image_file(text: str) -> Path:
+    """An argparse type: an image file to write, its format named by its suffix."""
+    from .data.encode import writable_format
+
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", "\\")):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name the image file, e.g. {path / 'image.png'}")
+    if writable_format(path) is None:
+        raise argparse.ArgumentTypeError(f"{text}: name the image format by its suffix, e.g. .png or .jpg")
+    return path

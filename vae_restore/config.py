@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .cli_common import true_or_false
 from .data.files import DATA_LAYOUTS
 from .errors import ConfigError
 
@@ -268,9 +269,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return tuple(_coerce(v, a, key) for v, a in zip(items, args, strict=True))
         if hint is bool:
             if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError("expected true or false")
-                return value.lower() in ("true", "1", "yes")
+                return true_or_false(value)
             if isinstance(value, int) and value in (0, 1):
                 return bool(value)
             raise ValueError("expected true or false")

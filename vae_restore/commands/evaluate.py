@@ -11,13 +11,9 @@ import argparse
 NAME = "evaluate"
 
 
-def true_or_false(text: str) -> bool:
-    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text.lower() in ("true", "1", "yes")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli_common import true_or_false
+
     parser.add_argument("--checkpoint", required=True, help="a run folder or its model.safetensors")
     parser.add_argument("--data", required=True, help="paired folder (clear/ + distorted/) or a folder of clear images")
     parser.add_argument("--distortion", help="clear-only data: named distortion that makes the inputs (e.g. awgn25)")

@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 NAME = "sample-image"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli_common import image_file
     from ..data.embedded import EMBEDDED_NAMES
 
     parser.add_argument("name", choices=EMBEDDED_NAMES, help="sample name")
@@ -21,17 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--size", type=parse_size, metavar="WxH", help="resize to W×H (bicubic), e.g. 2048x1536")
-
-
-def image_file(text: str) -> Path:
-    from ..data.encode import writable_format
-
-    path = Path(text)
-    if path.is_dir() or text.endswith(("/", "\\")):
-        raise argparse.ArgumentTypeError(f"{text} is a folder; name the image file, e.g. {path / 'sample.png'}")
-    if writable_format(path) is None:
-        raise argparse.ArgumentTypeError(f"{text}: no image format for suffix {path.suffix!r}; use .png or .jpg")
-    return path
 
 
 def noise_sigma(text: str) -> float:

@@ -143,9 +143,10 @@ def save_checkpoint(
     return final
 
 
-def check_settings(path: Path, settings: dict) -> None:
-    """Refuse, before anything heavy starts, a resume whose settings differ from the checkpoint's."""
-    saved = read_state(path).get("settings", {})  # checkpoints before 2026-11-26 record none
+def check_settings(path: Path, state: dict, settings: dict) -> None:
+    """Refuse, before anything heavy starts, a resume whose settings differ from those in the checkpoint's
+    `state` (its trainer_state.json)."""
+    saved = state.get("settings", {})  # checkpoints before 2026-11-26 record none
     changed = changed_settings(saved, json.loads(json.dumps(settings)))  # as written: tuples become lists
     if changed:
         raise CheckpointError(
@@ -154,9 +155,8 @@ def check_settings(path: Path, settings: dict) -> None:
         )
 
 
-def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> dict:
-    """Restore every piece of state saved by `save_checkpoint`; returns its `trainer_state.json`."""
-    state = read_state(path)
+def load_checkpoint(accelerator, path: Path, state: dict, data_generator: torch.Generator, ema=None) -> None:
+    """Restore every piece of state saved by `save_checkpoint` (`state`: its trainer_state.json, read once)."""
     now = run_state(accelerator, state["global_step"])
     for key, flag in MUST_MATCH.items():
         if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
@@ -170,7 +170,6 @@ def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, em
     data_generator.set_state(load_file(str(rng_file))["state"])
     if ema is not None:
         ema.load(path)
-    return state
 
 
 def rotate_checkpoints(run_dir: Path, keep: int | None, protect: Path | None = None) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -133,13 +134,19 @@ class Trainer:
             dynamo_plugin=compile_plugin(t.compile_mode) if t.compile else None,
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
-        self.resume_path = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
-        if self.resume_path is not None:
-            checkpoints.check_settings(self.resume_path, resume_settings(config))
+        self.resumed_from = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
+        self.resumed_state = None if self.resumed_from is None else checkpoints.read_state(self.resumed_from)
+        if self.resumed_from is not None:
+            checkpoints.check_settings(self.resumed_from, self.resumed_state, resume_settings(config))
+            if int(self.resumed_state["global_step"]) > t.max_train_steps:
+                raise CheckpointError(
+                    f"{self.resumed_from} is at step {self.resumed_state['global_step']}, past --max_train_steps "
+                    f"{t.max_train_steps}: resume with at least as many steps"
+                )
         self.parent = self.resumed_parent() or resolve_parent(config)
         set_seed(t.seed, device_specific=True)
         model = VAE(get_preset(config.model.preset))
-        if self.parent is not None and self.resume_path is None:  # a resume's weights come from its checkpoint
+        if self.parent is not None and self.resumed_from is None:  # a resume's weights come from its checkpoint
             model.load_state_dict(load_parent(self.parent.path, model.preset).state_dict())
         if config.data.crop_size != model.preset.image_size:
             raise ConfigError(
@@ -172,9 +179,8 @@ class Trainer:
         # Accelerate compiles the model only; the loss's elementwise passes over the batch fuse too.
         self.loss_means = torch.compile(loss_means, dynamic=False) if t.compile else loss_means
         decay = config.optim.ema_decay
-        self.ema = EMA(self.plain_model(), decay) if decay > 0 else None
+        self.ema = EMA(self.plain_model, decay) if decay > 0 else None
         self.global_step = 0
-        self.resumed_from: Path | None = None
         self.first_batch_sum: torch.Tensor | None = None
         self.bad_steps = 0
         self.window_sum: torch.Tensor | None = None  # loss terms of the accumulation window so far
@@ -224,28 +230,23 @@ class Trainer:
 
     def resumed_parent(self) -> Parent | None:
         """The parent recorded in the checkpoint being resumed (checkpoints before 2026-11-26 have none)."""
-        if self.resume_path is None or self.config.train.stage != "distorted":
+        if self.resumed_state is None or self.config.train.stage != "distorted":
             return None
-        saved = checkpoints.read_state(self.resume_path).get("parent")
+        saved = self.resumed_state.get("parent")
         return Parent(Path(saved["path"]), saved["sha256"]) if saved else None
 
     def maybe_resume(self) -> None:
         t = self.config.train
-        path = self.resume_path
+        path = self.resumed_from
         if t.resume_from_checkpoint is not None and path is None:
             logger.warning(
                 "no complete checkpoint under %s: starting a new run", checkpoints.checkpoints_dir(self.run_dir)
             )
             return
         if path is not None:
-            state = checkpoints.load_checkpoint(self.accelerator, path, self.generator, self.ema)
+            state = self.resumed_state
+            checkpoints.load_checkpoint(self.accelerator, path, state, self.generator, self.ema)
             self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
-            if self.global_step > t.max_train_steps:
-                raise CheckpointError(
-                    f"{path} is at step {self.global_step}, past --max_train_steps {t.max_train_steps}: "
-                    "resume with at least as many steps"
-                )
-            self.resumed_from = path
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
             planned, scheduler = state.get("max_train_steps"), self.config.optim.lr_scheduler
             if planned not in (None, t.max_train_steps) and scheduler != "constant":
@@ -279,7 +280,7 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None and acc.sync_gradients:
-                self.ema.update(self.plain_model())
+                self.ema.update(self.plain_model)
         return window
 
     def accumulate_terms(self, terms: LossTerms) -> torch.Tensor | None:
@@ -327,14 +328,15 @@ class Trainer:
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
 
+    @functools.cached_property
     def plain_model(self) -> VAE:
         """The model without Accelerate's wrappers and without torch.compile's, whose state dict would carry
-        `_orig_mod.` key prefixes that no loader expects."""
+        `_orig_mod.` key prefixes that no loader expects (unwrapped once: the EMA reads it every step)."""
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     def weights(self) -> VAE:
         """What validation scores and `model.safetensors` holds: the moving average when there is one."""
-        return self.ema.model if self.ema is not None else self.plain_model()
+        return self.ema.model if self.ema is not None else self.plain_model
 
     def validate(self) -> dict[str, float]:
         acc = self.accelerator
