@@ -1,8 +1,8 @@
 """Benchmarks reported in docs/BENCHMARKS.md.
 
 python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [--compile_batch_sizes 2048]
-    [--compile_modes default,max-autotune,reduce-overhead]
-python launch/benchmark.py profile --data DIR [--batch_size 2048] [--compile_mode default|none]
+    [--compile_modes default,max-autotune,reduce-overhead] [--pad_channels_to 0,8]
+python launch/benchmark.py profile --data DIR [--batch_size 2048] [--compile_mode default|none] [--pad_channels_to 8]
 python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
     [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
     [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         "--compile_modes", type=name_list, default=["default"], help="torch.compile modes for the compiled rows"
     )
     tp.add_argument(
+        "--pad_channels_to",
+        type=channel_counts,
+        default=[0],
+        help="every trainer row again for each: the RGB layers' channels zero-padded to N on the fly (0: unpadded)",
+    )
+    tp.add_argument(
         "--steps", type=positive_int, default=20, help="timed steps per batch size (after as many warm-up steps)"
     )
     tp.add_argument("--reference_steps", type=positive_int, default=20)
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--batch_size", type=positive_int, default=2048)
     pp.add_argument("--compile_mode", default="default", help="torch.compile mode, or none for eager")
     pp.add_argument("--mixture_config", type=yaml_file, help="this YAML's distortion mixture instead of Gaussian noise")
+    pp.add_argument("--pad_channels_to", type=channel_count, default=0, help="the RGB layers' channels padded to N")
     pp.add_argument("--warmup_steps", type=positive_int, default=30)
     pp.add_argument("--timed_steps", type=positive_int, default=50)
     pp.add_argument("--profiled_steps", type=positive_int, default=10)
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output,
         args.mixture_config,
         tuple(args.compile_modes),
+        tuple(args.pad_channels_to),
     )
     return 1 if failed_rows(report) else 0
 
@@ -87,9 +95,21 @@ def run_profile(args: argparse.Namespace) -> int:
             args.warmup_steps,
             args.timed_steps,
             args.profiled_steps,
+            pad_channels_to=args.pad_channels_to,
         )
     print(report)
     return 0
+
+
+def channel_count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no padding) or a channel count, got {value}")
+    return value
+
+
+def channel_counts(text: str) -> list[int]:
+    return [channel_count(v) for v in text.split(",")]
 
 
 def name_list(text: str) -> list[str]:

@@ -164,6 +164,32 @@ def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeyp
     assert "CUDA graphs refused" in throughput.failed_rows(report)[0]["error"]
 
 
+def test_throughput_benchmark_times_each_channel_padding(tmp_path, monkeypatch):
+    from vae_restore.benchmarks import throughput
+
+    write_images(tmp_path / "images", 2)
+    monkeypatch.setattr(
+        throughput,
+        "reference_throughput",
+        lambda files, device, measure_steps: {"pipeline": "ref", "batch_size": 64, "images_per_s": 10.0},
+    )
+    padding_seen = []
+
+    def fake_trainer(config, steps, pipeline):
+        padding_seen.append(config.train.pad_channels_to)
+        return {"pipeline": pipeline, "batch_size": config.train.train_batch_size, "images_per_s": 20.0}
+
+    monkeypatch.setattr(throughput, "trainer_throughput", fake_trainer)
+    report = throughput.run_throughput(tmp_path / "images", [1], 2, [1], 2, None, pad_channels=(0, 8))
+    assert padding_seen == [0, 0, 8, 8]
+    assert [row["pipeline"] for row in report["rows"][1:]] == [
+        "vae-restore trainer, Gaussian noise",
+        "vae-restore trainer + torch.compile (default), Gaussian noise",
+        "vae-restore trainer + RGB channels padded to 8, Gaussian noise",
+        "vae-restore trainer + torch.compile (default) + RGB channels padded to 8, Gaussian noise",
+    ]
+
+
 @pytest.mark.slow
 def test_step_profile_times_the_trainer_step_and_lists_its_kernels(tmp_path):
     from vae_restore.benchmarks.step_profile import profile_step
@@ -174,3 +200,54 @@ def test_step_profile_times_the_trainer_step_and_lists_its_kernels(tmp_path):
     data_ms = float(report.split("data path alone ")[1].split(" ms")[0])
     assert 0 < data_ms < step_ms, report
     assert "aten::convolution" in report and "Self CPU" in report
+
+
+@pytest.mark.parametrize("preset", ["original", "fullres"])
+def test_padded_rgb_channels_give_the_same_outputs_and_gradients(preset):
+    """Zero channels add exact zeros: padding the 3-channel layers changes kernels, not numbers."""
+    from vae_restore.models import VAE, get_preset
+    from vae_restore.models.channel_padding import set_channel_padding
+
+    torch.manual_seed(0)
+    model = VAE(get_preset(preset)).to(memory_format=torch.channels_last)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 128, 128).to(memory_format=torch.channels_last)
+
+    def logits_and_grads():
+        model.zero_grad()
+        out = model(x, generator=torch.Generator().manual_seed(1))
+        (out.logits.square().mean() + out.mu.sum()).backward()
+        return out.logits.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    plain_logits, plain_grads = logits_and_grads()
+    padded_layers = set_channel_padding(model, 8)
+    padded_logits, padded_grads = logits_and_grads()
+    assert padded_layers == (3 if preset == "fullres" else 2), "the first layer(s) and the last one"
+    assert model.encoder.conv1.pad_channels_to == 8
+    assert padded_logits.shape == (2, 3, 128, 128)
+    assert torch.allclose(padded_logits, plain_logits, atol=1e-6)
+    assert all(torch.allclose(padded_grads[k], g, atol=1e-6) for k, g in plain_grads.items())
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes, "weights keep their shapes"
+    assert set_channel_padding(model, 0) == 0
+
+
+def test_padded_rgb_channels_train_the_same(tmp_path):
+    from vae_restore.models import VAE, save_model
+
+    torch.set_num_threads(1)
+    data = tmp_path / "images"
+    write_images(data, 4, size=(140, 150))
+    save_model(VAE(), tmp_path / "parent.safetensors")
+    padded = run_trainer(tmp_path, data, pad_channels_to=8)
+    assert padded.plain_model.decoder.conv4.pad_channels_to == 8
+    plain = run_losses(tmp_path, data)
+    assert [row["train/loss"] for row in padded.history] == pytest.approx(plain, rel=1e-5)
+
+
+def test_negative_channel_padding_is_refused():
+    from vae_restore.errors import ConfigError
+
+    config = Config()
+    config.train = replace(config.train, pad_channels_to=-8)
+    with pytest.raises(ConfigError, match="pad_channels_to must be >= 0"):
+        config.validate()

@@ -138,6 +138,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (inductor)
     compile_mode: str = "default"  # with --compile: default, reduce-overhead (CUDA graphs), max-autotune, ...
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (on CUDA only)
+    pad_channels_to: int = 0  # zero-pad the RGB layers' 3 channels to N on the fly (8: GPU tensor cores); same results
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Config:
             (t.max_train_steps > 0 and t.train_batch_size > 0, "max_train_steps and train_batch_size must be > 0"),
             (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (t.max_bad_steps >= 0, "max_bad_steps must be >= 0"),
+            (t.pad_channels_to >= 0, f"pad_channels_to must be >= 0 (0: off), got {t.pad_channels_to}"),
             (0 <= t.seed <= 2**32 - 1, f"seed must be in [0, 2**32 - 1] (numpy's range), got {t.seed}"),
             (t.compile_mode in COMPILE_MODES, f"compile_mode must be one of {COMPILE_MODES}, got {t.compile_mode!r}"),
             (

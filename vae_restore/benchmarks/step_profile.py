@@ -41,11 +41,13 @@ def profile_step(
     timed: int = 50,
     profiled: int = 10,
     row_limit: int = 35,
+    pad_channels_to: int = 0,
 ) -> str:
     """A report: ms per full step and per data-only step, then the kernels of `profiled` steps by self time."""
     cuda = torch.cuda.is_available()
     steps = warmup + 2 * timed + profiled
-    config = benchmark_config(data, batch_size, steps, "bf16" if cuda else "no", compile_mode, workdir, mixture_yaml)
+    mixed = "bf16" if cuda else "no"
+    config = benchmark_config(data, batch_size, steps, mixed, compile_mode, workdir, mixture_yaml, pad_channels_to)
     reset_accelerate_state()
     trainer = Trainer(config)
     trainer.model.train()
@@ -63,7 +65,8 @@ def profile_step(
         max_name_column_width=90,
     )
     return (
-        f"batch {batch_size}, {'compiled (' + compile_mode + ')' if compile_mode else 'eager'}: "
+        f"batch {batch_size}, {'compiled (' + compile_mode + ')' if compile_mode else 'eager'}"
+        f"{f', RGB channels padded to {pad_channels_to}' if pad_channels_to else ''}: "
         f"full step {step_ms:.2f} ms ({batch_size / step_ms * 1e3:,.0f} images/s), data path alone {data_ms:.2f} ms\n"
         f"kernels of {profiled} steps:\n{table}"
     )

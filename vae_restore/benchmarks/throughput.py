@@ -34,6 +34,7 @@ def benchmark_config(
     compile_mode: str | None,
     workdir: Path,
     mixture_yaml: Path | None = None,
+    pad_channels_to: int = 0,
 ) -> Config:
     """Stage distorted for `steps` steps with nothing but training: Gaussian noise (σ = 25), or the
     distortion mixture of `mixture_yaml`'s `distortions` section; `compile_mode` None is eager."""
@@ -55,6 +56,7 @@ def benchmark_config(
         report_to="none",
         compile=compile_mode is not None,
         compile_mode=compile_mode or "default",
+        pad_channels_to=pad_channels_to,
     )
     sigma = config.data.noise_sigma if mixture_yaml else (25.0, 25.0)
     config.data = replace(DataConfig(), train_data=str(data), val_crops_per_image=1, noise_sigma=sigma)
@@ -79,10 +81,11 @@ def trainer_throughput(config: Config, steps: int, pipeline: str) -> dict:
     }
 
 
-def pipeline_name(compile_mode: str | None, mixture_yaml: Path | None) -> str:
+def pipeline_name(compile_mode: str | None, mixture_yaml: Path | None, pad_channels_to: int = 0) -> str:
     return (
         "vae-restore trainer"
         + (f" + torch.compile ({compile_mode})" if compile_mode else "")
+        + (f" + RGB channels padded to {pad_channels_to}" if pad_channels_to else "")
         + (f", mixture of {mixture_yaml.name}" if mixture_yaml else ", Gaussian noise")
     )
 
@@ -110,9 +113,11 @@ def run_throughput(
     output: Path | None,
     mixture_yaml: Path | None = None,
     compile_modes: tuple[str, ...] = ("default",),
+    pad_channels: tuple[int, ...] = (0,),
 ) -> dict:
     """Reference loop, then the trainer with Gaussian noise at each batch size (eager, then compiled in
-    each of `compile_modes`), then the same with the mixture of `mixture_yaml` when given."""
+    each of `compile_modes`; all of it for each of `pad_channels`, 0 being unpadded), then the same with the
+    mixture of `mixture_yaml` when given."""
     unknown = sorted(set(compile_modes) - set(COMPILE_MODES))
     if unknown:
         raise ConfigError(f"unknown --compile_modes {unknown}; choose from {', '.join(COMPILE_MODES)}")
@@ -128,15 +133,19 @@ def run_throughput(
     }
     reference = reference_throughput(files, device, measure_steps=reference_steps)
     _add_row(report, reference, output)
-    runs = [(bs, None) for bs in batch_sizes] + [(bs, mode) for bs in compile_batch_sizes for mode in compile_modes]
+    runs = [
+        (bs, mode, pad)
+        for pad in pad_channels
+        for bs, mode in [(bs, None) for bs in batch_sizes]
+        + [(bs, mode) for bs in compile_batch_sizes for mode in compile_modes]
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
-            for bs, mode in runs:
-                name = pipeline_name(mode, mixture)
+            for bs, mode, pad in runs:
+                name = pipeline_name(mode, mixture, pad)
                 try:
-                    row = trainer_throughput(
-                        benchmark_config(data, bs, steps, mixed, mode, Path(tmp), mixture), steps, name
-                    )
+                    config = benchmark_config(data, bs, steps, mixed, mode, Path(tmp), mixture, pad)
+                    row = trainer_throughput(config, steps, name)
                 except Exception as e:  # noqa: BLE001 - one row a device refuses must not cost the rows after it
                     logger.exception("row %s, batch %d failed", name, bs)
                     row = {"pipeline": name, "batch_size": bs, "error": repr(e)}

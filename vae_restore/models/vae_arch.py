@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .channel_padding import PaddableConv2d, PaddableConvTranspose2d
 from .presets import ORIGINAL, Preset
 
 RESIDUAL_EPS = 1e-3  # the input is clamped to [eps, 1 - eps] before its logit (8-bit steps are 3.9e-3)
@@ -30,15 +31,15 @@ class VAEOutput(NamedTuple):
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1)
+    return PaddableConv2d(cin, cout, kernel_size=4, stride=2, padding=1)
 
 
 def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1)
+    return PaddableConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1)
 
 
 def _conv3x3(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+    return PaddableConv2d(cin, cout, kernel_size=3, padding=1)
 
 
 def input_logits(image: torch.Tensor) -> torch.Tensor:

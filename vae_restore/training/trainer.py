@@ -24,6 +24,7 @@ from ..distortions import DistortionMixture
 from ..errors import CheckpointError, ConfigError, DataError, Preempted, TrainingError
 from ..losses import LossTerms, loss_means, vae_loss
 from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, save_model, sha256_file
+from ..models.channel_padding import set_channel_padding
 from . import checkpoints
 from .ema import EMA
 from .monitor import TERMS, LossWindow, NonFiniteLoss
@@ -162,6 +163,8 @@ class Trainer:
         )
         check_output_dir(self.run_dir, needed)
         self.build_data()
+        if set_channel_padding(model, t.pad_channels_to):
+            logger.info("padding the RGB layers' channels to %d on the fly", t.pad_channels_to)
         memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         model = model.to(self.accelerator.device, memory_format=memory_format)
         if self.accelerator.device.type == "cuda":
