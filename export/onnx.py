@@ -34,21 +34,33 @@ def batch_sizes(text: str) -> tuple[int, ...]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from vae_restore.export.onnx_export import DEFAULT_OPSET, PARTS
 
-    parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m export.onnx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", required=True, type=Path, help="run folder or model.safetensors")
-    parser.add_argument("--output", type=Path, default=Path("model.onnx"), help="default model.onnx")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("model.onnx"),
+        help="ONNX file to write (must end in .onnx; the manifest goes to OUTPUT.json) (default model.onnx)",
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--fp16", action="store_true", help="fp16 weights and compute, fp32 inputs/outputs")
-    parser.add_argument("--check_batch_sizes", type=batch_sizes, default=(1, 3, 8), help="default 1,3,8")
+    parser.add_argument(
+        "--check_batch_sizes",
+        type=batch_sizes,
+        default=(1, 3, 8),
+        help="batch sizes the parity gate runs through onnxruntime and PyTorch (default 1,3,8)",
+    )
     parser.add_argument("--part", choices=PARTS, default="restore", help="restore (default) or decoder alone")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
     def run() -> int:
         from vae_restore.export.pipeline import export_onnx
+
+        args = parse_args(argv)  # its choices come from the export modules: a missing package is a clear error
 
         result = export_onnx(
             args.checkpoint,
@@ -62,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"parity: {case.describe()}")
         print(f"parity gate passed (max |Δ| {result.parity.worst.max_abs_diff:.3g} <= {result.parity.tolerance:g})")
         print(f"wrote {result.model} and {result.manifest}")
+        print(f"next: vae-restore restore IMAGE_OR_FOLDER --model {result.model} --output restored")
         return 0
 
     return run_with_clear_errors(run)

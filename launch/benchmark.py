@@ -1,12 +1,12 @@
-"""Benchmarks reported in docs/BENCHMARKS.md.
+"""Benchmarks reported in docs/BENCHMARKS.md. Examples (every flag's default is in its subcommand's --help):
 
-python launch/benchmark.py throughput --data DIR [--batch_sizes 256,1024,2048] [--compile_batch_sizes 2048]
-    [--compile_modes default,max-autotune,reduce-overhead] [--pad_channels_to 0,8]
-python launch/benchmark.py profile --data DIR [--batch_size 2048] [--compile_mode default|none] [--pad_channels_to 8]
-python launch/benchmark.py quality (--budget_steps N | --budget_minutes M) [--presets original,fullres]
-    [--recipes default,bce,charbonnier] [--schedules two_stage,distorted_only] [--num_images 8] [--device auto]
-    [--runs PRESET/RECIPE[/SCHEDULE],...]   (instead of presets x recipes x schedules; `none`: baselines only)
-    [--distorted_config configs/distorted_photo.yaml,art=configs/distorted_art.yaml]   (a mixture per dataset)
+python launch/benchmark.py throughput --data DIR --batch_sizes 1024,2048 --compile_batch_sizes 2048
+    --compile_modes default,reduce-overhead --pad_channels_to 0,8          (writes throughput.json)
+python launch/benchmark.py profile --data DIR --batch_size 2048 --compile_mode none
+python launch/benchmark.py quality --budget_steps N --presets original,fullres --recipes default,charbonnier
+    --schedules two_stage,distorted_only
+    --runs PRESET/RECIPE[/SCHEDULE],...   (instead of presets x recipes x schedules; `none`: baselines only)
+    --distorted_config configs/distorted_photo.yaml,art=configs/distorted_art.yaml   (a mixture per dataset)
 """
 
 from __future__ import annotations
@@ -29,35 +29,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
     tp = sub.add_parser("throughput", help="images/s: original-style loop vs the trainer, same files, one run")
-    tp.add_argument("--data", type=Path, required=True)
-    tp.add_argument("--batch_sizes", type=positive_int_list, default=[64, 256])
-    tp.add_argument("--compile_batch_sizes", type=positive_int_list, default=[])
+    tp.add_argument("--data", type=Path, required=True, help="folder of training images")
+    tp.add_argument("--batch_sizes", type=positive_int_list, default=[64, 256], help="eager rows (default 64,256)")
+    tp.add_argument("--compile_batch_sizes", type=positive_int_list, default=[], help="compiled rows (default none)")
     tp.add_argument(
-        "--compile_modes", type=name_list, default=["default"], help="torch.compile modes for the compiled rows"
+        "--compile_modes",
+        type=name_list,
+        default=["default"],
+        help="torch.compile modes for the compiled rows (default: default)",
     )
     tp.add_argument(
         "--pad_channels_to",
         type=channel_counts,
         default=[0],
-        help="every trainer row again for each: the RGB layers' channels zero-padded to N on the fly (0: unpadded)",
+        help="every trainer row again for each: the RGB layers' channels zero-padded to N on the fly (default 0: "
+        "unpadded only)",
     )
     tp.add_argument(
-        "--steps", type=positive_int, default=20, help="timed steps per batch size (after as many warm-up steps)"
+        "--steps", type=positive_int, default=20, help="timed steps per row, after as many warm-up steps (default 20)"
     )
-    tp.add_argument("--reference_steps", type=positive_int, default=20)
-    tp.add_argument("--output", type=new_file, default=Path("throughput.json"))
+    tp.add_argument("--reference_steps", type=positive_int, default=20, help="timed reference batches (default 20)")
+    tp.add_argument("--output", type=new_file, default=Path("throughput.json"), help="default throughput.json")
     tp.add_argument(
         "--mixture_config", type=yaml_file, help="also time the trainer with this YAML's distortion mixture"
     )
     pp = sub.add_parser("profile", help="one training step: ms per step, data path alone, kernels by time")
-    pp.add_argument("--data", type=Path, required=True)
-    pp.add_argument("--batch_size", type=positive_int, default=2048)
-    pp.add_argument("--compile_mode", default="default", help="torch.compile mode, or none for eager")
+    pp.add_argument("--data", type=Path, required=True, help="folder of training images")
+    pp.add_argument("--batch_size", type=positive_int, default=2048, help="default 2048")
+    pp.add_argument(
+        "--compile_mode", default="default", help="torch.compile mode, or none for eager (default: default)"
+    )
     pp.add_argument("--mixture_config", type=yaml_file, help="this YAML's distortion mixture instead of Gaussian noise")
     pp.add_argument("--pad_channels_to", type=channel_count, default=0, help="the RGB layers' channels padded to N")
-    pp.add_argument("--warmup_steps", type=positive_int, default=30)
-    pp.add_argument("--timed_steps", type=positive_int, default=50)
-    pp.add_argument("--profiled_steps", type=positive_int, default=10)
+    pp.add_argument("--warmup_steps", type=positive_int, default=30, help="default 30")
+    pp.add_argument("--timed_steps", type=positive_int, default=50, help="default 50")
+    pp.add_argument("--profiled_steps", type=positive_int, default=10, help="steps in the kernel table (default 10)")
     add_quality_parser(sub)
     args = parser.parse_args(argv)
     if args.benchmark == "quality":
@@ -122,28 +128,37 @@ def add_quality_parser(sub) -> None:
     budget = q.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget_steps", type=int, help="training steps per stage")
     budget.add_argument("--budget_minutes", type=float, help="training minutes per stage (calibrated into steps)")
-    q.add_argument("--presets", type=name_list, default=["original"])
-    q.add_argument("--recipes", type=name_list, default=["default"], help="see vae_restore/benchmarks/recipes.py")
+    q.add_argument("--presets", type=name_list, default=["original"], help="default original")
+    q.add_argument(
+        "--recipes",
+        type=name_list,
+        default=["default"],
+        help="see vae_restore/benchmarks/recipes.py (default: default)",
+    )
     q.add_argument("--recipe_file", type=Path, help="YAML: name: {config_key: value, ...} (more recipes)")
-    q.add_argument("--schedules", type=name_list, default=["two_stage"], help="two_stage, distorted_only")
+    q.add_argument(
+        "--schedules", type=name_list, default=["two_stage"], help="two_stage, distorted_only (default two_stage)"
+    )
     q.add_argument(
         "--runs", type=name_list, help="PRESET/RECIPE[/SCHEDULE],... instead of presets x recipes x schedules"
     )
     q.add_argument("--columns", default=None, help="DATASET:DISTORTION,... (datasets: photos, art)")
-    q.add_argument("--baselines", type=name_list, default=["nlmeans", "tv", "cbm3d"])
+    q.add_argument(
+        "--baselines", type=name_list, default=["nlmeans", "tv", "cbm3d"], help="default nlmeans,tv,cbm3d; none: no baseline"
+    )
     q.add_argument("--no_original_code", action="store_true", help="leave out the original code's recipe")
     q.add_argument(
         "--baseline_workers", type=int, default=min(8, os.cpu_count() or 1), help="processes for the baselines"
     )
-    q.add_argument("--num_images", type=int, default=8, help="images per column (the first N, sorted)")
-    q.add_argument("--train_batch_size", type=int, default=32)
-    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--train_data", type=Path, default=data / "train_photos")
-    q.add_argument("--val_data", type=Path, default=data / "val_photos")
-    q.add_argument("--art", default=str(data / "art"), help="paintings folder, or none")
-    q.add_argument("--art_scale", type=float, default=0.5, help="paintings are downscaled by this factor")
-    q.add_argument("--clear_config", type=Path, default=Path("configs/clear.yaml"))
+    q.add_argument("--num_images", type=int, default=8, help="images per column (the first N, sorted; default 8)")
+    q.add_argument("--train_batch_size", type=int, default=32, help="default 32")
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    q.add_argument("--seed", type=int, default=0, help="default 0")
+    q.add_argument("--train_data", type=Path, default=data / "train_photos", help=f"default {data / 'train_photos'}")
+    q.add_argument("--val_data", type=Path, default=data / "val_photos", help=f"default {data / 'val_photos'}")
+    q.add_argument("--art", default=str(data / "art"), help=f"paintings folder, or none (default {data / 'art'})")
+    q.add_argument("--art_scale", type=float, default=0.5, help="paintings are downscaled by this factor (default 0.5)")
+    q.add_argument("--clear_config", type=Path, default=Path("configs/clear.yaml"), help="default configs/clear.yaml")
     q.add_argument(
         "--distorted_config",
         default="configs/distorted.yaml",

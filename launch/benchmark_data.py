@@ -10,14 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
 from vae_restore.cli_common import positive_int, run_with_clear_errors
-from vae_restore.config import build_config
 
 
-def device(text: str) -> torch.device:
+def device(text: str):
+    import torch
+
     try:
         chosen = torch.device(text)
     except RuntimeError as e:
@@ -28,11 +26,16 @@ def device(text: str) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
+    from vae_restore.config import build_config
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of images (paired data: its clear images)")
-    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--batch_size", type=positive_int, default=256)
-    parser.add_argument("--steps", type=positive_int, default=10, help="timed batches per pipeline")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    parser.add_argument("--batch_size", type=positive_int, default=256, help="crops per batch (default 256)")
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed batches per pipeline (default 10)")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--config", action="append", default=[], help="YAML whose mixture is also timed (repeatable)")
     args = parser.parse_args(argv)

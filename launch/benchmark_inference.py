@@ -15,11 +15,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="run folder or model.safetensors (default: random weights)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="device for both engines (default cpu)"
+    )
     parser.add_argument("--tile_batch", type=positive_int, default=16, help="tiles per forward call (default 16)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for both engines (default: all cores)")
     parser.add_argument(
-        "--repeats", type=positive_int, default=3, help="timed restorations per image; the fastest is kept"
+        "--repeats", type=positive_int, default=3, help="timed restorations per image; the fastest is kept (default 3)"
     )
     parser.add_argument("--overlap", type=int, default=OVERLAP, help=f"tile overlap (default {OVERLAP})")
     parser.add_argument("--json", type=new_file, help="also write the results here")

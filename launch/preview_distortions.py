@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 from vae_restore.cli_common import image_file, new_file, positive_int, run_with_clear_errors
-from vae_restore.config import build_config
-from vae_restore.distortions.preview import preview_grid
 
 
 def grid_file(text: str) -> Path:
@@ -25,12 +23,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", help="folder of images (paired data: its clear images); default: the embedded sample images"
     )
-    parser.add_argument("--output", type=grid_file, default=Path("distortions.png"), help="image to write (PNG)")
-    parser.add_argument("--config", help="YAML whose distortions section sets the ranges and the mixture")
-    parser.add_argument("--rows", type=positive_int, default=6)
-    parser.add_argument("--zoom", type=positive_int, default=2, help="enlargement of each crop (nearest neighbour)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output",
+        type=grid_file,
+        default=Path("distortions.png"),
+        help="image to write; the format comes from its suffix (default distortions.png)",
+    )
+    parser.add_argument(
+        "--config",
+        help="YAML whose distortions section sets the ranges and the mixture "
+        "(default: the built-in distortion settings)",
+    )
+    parser.add_argument("--rows", type=positive_int, default=6, help="random crops, one per row (default 6)")
+    parser.add_argument(
+        "--zoom", type=positive_int, default=2, help="enlargement of each crop (nearest neighbour) (default 2)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crops and distortions (default 0)")
     args = parser.parse_args(argv)
+    from vae_restore.config import build_config
+    from vae_restore.distortions.preview import preview_grid
+
     config = build_config(args.config)
     grid = preview_grid(
         args.data, config.distortions, config.data.noise_sigma, args.rows, config.data.crop_size, args.zoom, args.seed

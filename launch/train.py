@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from vae_restore.cli_common import run_with_clear_errors
-from vae_restore.config import add_config_arguments, config_from_args, stage_yaml
-from vae_restore.training import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vae_restore.config import add_config_arguments, config_from_args, stage_yaml
+    from vae_restore.training import train
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (default: configs/<stage>.yaml)")
     add_config_arguments(parser)

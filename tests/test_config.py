@@ -110,7 +110,19 @@ def test_help_says_the_yaml_may_set_the_default():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
     help_text = " ".join(parser.format_help().split())
-    assert "optim.learning_rate (default: the YAML config's, else 0.001)" in help_text
+    assert "(optim.learning_rate; default: the YAML config's, else 0.001)" in help_text
+
+
+def test_help_shows_each_keys_comment_and_boolean_flags_stand_alone():
+    """The comments beside the dataclass fields are the flags' help; `--compile` alone is true."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    assert "keep the newest N checkpoints; None: keep all (train.checkpoints_total_limit;" in help_text
+    assert "torch.compile the model (inductor); true or false (alone: true) (train.compile;" in help_text
+    args = parser.parse_args(["--compile", "--channels_last", "false"])
+    config = config_from_args(args, None)
+    assert config.train.compile is True and config.train.channels_last is False
 
 
 def test_unknown_stage_lists_the_stages():
@@ -124,3 +136,16 @@ def test_unknown_stage_lists_the_stages():
     assert result.returncode == 2
     assert "stage must be one of ('clear', 'distorted'), got 'bogus'" in result.stderr
     assert "does not exist" not in result.stderr
+
+
+def test_a_finished_stage_names_the_next_command():
+    from vae_restore.training.trainer import next_command
+
+    clear = build_config(None, {"stage": "clear", "output_dir": "runs/photos", "train_data": "/data/photos"})
+    assert next_command(clear) == (
+        "accelerate launch launch/train.py --stage distorted --output_dir runs/photos (and its --train_data)"
+    )
+    assert next_command(build_config(None, {"stage": "clear"})) == "accelerate launch launch/train.py --stage distorted"
+    distorted = build_config(None, {"stage": "distorted", "output_dir": "runs/photos"})
+    export = "python -m export.onnx --checkpoint runs/photos/distorted --output runs/photos/model.onnx"
+    assert next_command(distorted) == export

@@ -12,7 +12,7 @@ from PIL import Image
 from vae_restore.cli import main
 from vae_restore.inference import Restorer
 
-from .conftest import subprocess_env, write_images
+from .conftest import REPO, subprocess_env, write_images
 from .onnx_models import exported_model
 
 
@@ -233,8 +233,16 @@ def test_restore_runs_in_the_inference_only_install(model_path, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "[2/2]" in result.stderr and "restored 2 of 2" in result.stdout
-    assert "is not installed; this command needs: pip install 'vae-restore[train]'" in result.stderr
+    assert "this command needs the train extra: in a clone of the repository, pip install -e" in result.stderr
     assert Image.open(tmp_path / "out" / "img_000.png").size == (90, 70)
+    hidden = "import runpy, sys\nfrom vae_restore.cli_common import TRAINING_MODULES\n"
+    hidden += "sys.modules.update(dict.fromkeys(TRAINING_MODULES))\n"
+    for script in ("launch/train.py", "export/onnx.py"):
+        run = hidden + f"sys.argv = [{script!r}, '--help']\n"
+        run += f"runpy.run_path({str(REPO / script)!r}, run_name='__main__')\n"
+        result = subprocess.run([sys.executable, "-c", run], env=subprocess_env(), capture_output=True, text=True)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (script, result.stderr[-3000:])
+        assert "is not installed; this command needs the train extra" in result.stderr, script
 
 
 def test_install_extras_keep_inference_free_of_training_packages():

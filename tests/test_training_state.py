@@ -64,7 +64,7 @@ def test_a_nan_in_an_early_micro_batch_stops_the_run(tmp_path, nan_at_call):
         fit_in_process(config_for(tmp_path, gradient_accumulation_steps=2))
 
 
-def test_a_skipped_step_is_counted_across_a_resume(tmp_path, nan_at_call):
+def test_a_skipped_step_is_counted_across_a_resume(tmp_path, nan_at_call, monkeypatch):
     torch.set_num_threads(1)
     nan_at_call.add(3)
     accumulate = {"gradient_accumulation_steps": 2, "max_bad_steps": 1, "checkpointing_steps": 2}
@@ -78,6 +78,10 @@ def test_a_skipped_step_is_counted_across_a_resume(tmp_path, nan_at_call):
     assert resumed.global_step == 3 and resumed.bad_steps == 1
     assert json.loads((tmp_path / "out" / "clear" / "config.json").read_text())["run"]["bad_steps"] == 1
 
+    def no_decoding(self):
+        raise AssertionError("the data was decoded before the resume was refused")
+
+    monkeypatch.setattr(trainer_module.Trainer, "build_data", no_decoding)
     with pytest.raises(CheckpointError, match="gradient_accumulation_steps 2"):
         fit_in_process(config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest", checkpointing_steps=2))
 

@@ -13,10 +13,14 @@ import sys
 from .cli_common import run_with_clear_errors
 
 COMMAND_MODULES = ("evaluate", "import_original", "presets", "restore", "sample_image")
+DESCRIPTION = (
+    "Restore, evaluate, convert and inspect models. Training and export are not sub-commands: from a clone "
+    "of the repository, train with `accelerate launch launch/train.py` and export with `python -m export.onnx`."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vae-restore", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="vae-restore", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"vae_restore.commands.{name}")

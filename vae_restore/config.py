@@ -7,10 +7,15 @@ diffusers training scripts where the concept is the same.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
+import io
 import json
 import math
 import os
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,15 +32,17 @@ STAGES = ("clear", "distorted")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
 PIXEL_CACHES = ("auto", "memory", "disk")
 RECONSTRUCTIONS = ("bce", "l1", "mse", "charbonnier")
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULERS = ("constant", "linear", "cosine")
 
 
 @dataclass
 class DataConfig:
     train_data: str | None = None  # None: the embedded scikit-image samples
     val_data: str | None = None  # None: hold back part of train_data
-    val_fraction: float = 0.1
-    val_crops_per_image: int = 4
-    crop_size: int = 128
+    val_fraction: float = 0.1  # without val_data: the share of train_data held back for validation
+    val_crops_per_image: int = 4  # fixed validation crops drawn from each validation image
+    crop_size: int = 128  # training crop side: the preset's tile size
     noise_sigma: tuple[float, float] = (5.0, 50.0)  # Gaussian noise for stage distorted, in 1/255 units
     data_layout: str = "auto"  # auto, clear_only, same_name, stem_prefix, manifest
     allow_unpaired: bool = False  # True: unpaired files are a warning (and left out), not an error
@@ -91,7 +98,7 @@ class DistortionConfig:
 
 @dataclass
 class ModelConfig:
-    preset: str = "original"
+    preset: str = "original"  # see `vae-restore presets`
 
 
 @dataclass
@@ -105,35 +112,35 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = "adam"  # adam, adamw
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # peak learning rate, reached after lr_warmup_steps
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     adam_weight_decay: float = 0.0
-    lr_scheduler: str = "constant"  # constant, linear, cosine (all after warm-up)
-    lr_warmup_steps: int = 0
-    max_grad_norm: float | None = 1.0
+    lr_scheduler: str = "constant"  # constant, linear, cosine, all after warm-up (constant = constant_with_warmup)
+    lr_warmup_steps: int = 0  # linear warm-up from 0 to learning_rate
+    max_grad_norm: float | None = 1.0  # gradient clipping; None: no clipping
     ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; it is what gets saved
 
 
 @dataclass
 class TrainConfig:
-    stage: str = "clear"
-    output_dir: str = "runs"
-    init_from: str | None = None  # stage distorted: default OUTPUT_DIR/clear/model.safetensors
-    seed: int = 0
-    max_train_steps: int = 300
-    train_batch_size: int = 32
+    stage: str = "clear"  # clear, distorted
+    output_dir: str = "runs"  # each stage's run folder is OUTPUT_DIR/<stage>
+    init_from: str | None = None  # stage distorted's start: weights or a run folder; None: OUTPUT_DIR/clear
+    seed: int = 0  # weights, crops, distortions and the validation split
+    max_train_steps: int = 300  # optimizer steps
+    train_batch_size: int = 32  # per process
     gradient_accumulation_steps: int = 1
-    mixed_precision: str | None = None  # None: whatever `accelerate launch` was given
-    checkpointing_steps: int = 500
-    checkpoints_total_limit: int | None = None
-    resume_from_checkpoint: str | None = None  # latest or a checkpoint folder
+    mixed_precision: str | None = None  # no, fp16, bf16; None: whatever `accelerate launch` was given
+    checkpointing_steps: int = 500  # a resumable checkpoint every N steps, under RUN_DIR/checkpoints/
+    checkpoints_total_limit: int | None = None  # keep the newest N checkpoints; None: keep all
+    resume_from_checkpoint: str | None = None  # latest, or a checkpoint folder
     report_to: str = "wandb"  # wandb, tensorboard, none
-    logging_steps: int = 10
+    logging_steps: int = 10  # losses are read (one host synchronisation) and logged every N steps
     max_bad_steps: int = 0  # >0: skip up to this many non-finite steps instead of stopping (syncs every step)
-    validation_steps: int = 100
-    tracker_project_name: str = "vae-restore"
+    validation_steps: int = 100  # validation metrics and a sample grid every N steps
+    tracker_project_name: str = "vae-restore"  # the W&B project
     channels_last: bool = True  # NHWC memory layout for model and crops (faster convolutions on GPUs)
     compile: bool = False  # torch.compile the model (inductor)
     compile_mode: str = "default"  # with --compile: default, reduce-overhead (CUDA graphs), max-autotune, ...
@@ -188,12 +195,12 @@ class Config:
             ),
             (
                 lo.reconstruction in RECONSTRUCTIONS,
-                f"unknown reconstruction loss {lo.reconstruction!r}",
+                f"unknown reconstruction loss {lo.reconstruction!r}; choose from {', '.join(RECONSTRUCTIONS)}",
             ),
             (lo.kl_weight >= 0, "kl_weight must be >= 0"),
             (lo.kl_warmup_steps >= 0 and lo.ssim_weight >= 0, "kl_warmup_steps and ssim_weight must be >= 0"),
             (0.0 <= o.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0: no EMA), got {o.ema_decay}"),
-            (o.optimizer in ("adam", "adamw"), f"unknown optimizer {o.optimizer!r}"),
+            (o.optimizer in OPTIMIZERS, f"unknown optimizer {o.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"),
             (
                 math.isfinite(o.learning_rate) and o.learning_rate >= 0,  # 0 freezes the weights: a valid check
                 f"learning_rate must be finite and >= 0, got {o.learning_rate}",
@@ -209,7 +216,10 @@ class Config:
             ),
             (o.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0"),
             (o.max_grad_norm is None or o.max_grad_norm > 0, "max_grad_norm must be > 0 (none: no clipping)"),
-            (o.lr_scheduler in ("constant", "linear", "cosine"), f"unknown lr_scheduler {o.lr_scheduler!r}"),
+            (
+                o.lr_scheduler in LR_SCHEDULERS,
+                f"unknown lr_scheduler {o.lr_scheduler!r}; choose from {', '.join(LR_SCHEDULERS)}",
+            ),
             (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.data.val_crops_per_image >= 1, "val_crops_per_image must be >= 1"),
             (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),
@@ -340,22 +350,41 @@ def build_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] 
     return config.validate()
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """The comment beside each field of a dataclass: the one place a key is documented, shown by `--help`."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments = {
+        tok.start[0]: tok.string.lstrip("# ")
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
+    body = ast.parse(source).body[0].body
+    return {
+        node.target.id: comments[node.lineno]
+        for node in body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.lineno in comments
+    }
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per leaf key; unset flags are absent from the namespace so they don't override YAML."""
-    for section in _sections():
+    for section, cls in _sections().items():
         group = parser.add_argument_group(section)
-        for f in dataclasses.fields(_sections()[section]):
+        comments = field_comments(cls)
+        for f in dataclasses.fields(cls):
             hint = _hints(section)[f.name]
             nargs = len(typing.get_args(hint)) if typing.get_origin(hint) is tuple else None
-            metavar = "V" if nargs else f.name.upper()
+            flag = hint is bool  # `--compile` alone means true, as diffusers' store_true flags
+            about = "; ".join(filter(None, [comments.get(f.name), "true or false (alone: true)" if flag else ""]))
             # configs/<stage>.yaml usually sets the key, so the dataclass default alone would mislead.
-            default = "" if f.default is dataclasses.MISSING else f" (default: the YAML config's, else {f.default!r})"
+            default = "" if f.default is dataclasses.MISSING else f"; default: the YAML config's, else {f.default!r}"
             group.add_argument(
                 f"--{f.name}",
                 default=argparse.SUPPRESS,
-                nargs=nargs,
-                metavar=metavar,
-                help=f"{section}.{f.name}{default}",
+                nargs="?" if flag else nargs,
+                const="true" if flag else None,
+                metavar="V" if nargs else f.name.upper(),
+                help=f"{about} ({section}.{f.name}{default})".lstrip(),
             )
 
 

@@ -16,23 +16,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--checkpoint", required=True, help="a run folder or its model.safetensors")
     parser.add_argument("--data", required=True, help="paired folder (clear/ + distorted/) or a folder of clear images")
-    parser.add_argument("--distortion", help="clear-only data: named distortion that makes the inputs (e.g. awgn25)")
-    parser.add_argument("--output", help="report folder (default RUN_DIR/evaluation/<data>-<distortion>)")
     parser.add_argument(
-        "--num_images", type=int, help="score only the first N files (sorted by name; unreadable ones count)"
+        "--distortion",
+        help="clear-only data (refused with paired data): the named distortion that makes the inputs, one of "
+        "aged, awgn15, awgn25, awgn50, blur, blur_noise, jpeg10, jpeg20",
+    )
+    parser.add_argument(
+        "--output",
+        help="report folder (default RUN_DIR/evaluation/<data>-<distortion>, or <data>-paired for paired data)",
+    )
+    parser.add_argument(
+        "--num_images",
+        type=int,
+        help="score only the first N files (sorted by name; unreadable ones count) (default: all)",
     )
     parser.add_argument(
         "--allow_unpaired",
         type=true_or_false,
         default=False,
         metavar="BOOL",
-        help="paired data: score the pairs that exist and warn about files without a partner",
+        help="paired data: score the pairs that exist and warn about files without a partner (default false)",
     )
-    parser.add_argument("--baselines", default="", help="comma-separated classical baselines: nlmeans,tv")
-    parser.add_argument("--report_to", default="none", choices=("none", "wandb", "tensorboard"))
-    parser.add_argument("--num_comparisons", type=int, default=8, help="comparison PNGs for the first N images")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic distortions")
-    parser.add_argument("--batch_size", type=int, default=16, help="tiles per forward pass")
+    parser.add_argument(
+        "--baselines",
+        default="",
+        help="comma-separated classical baselines: nlmeans, tv, cbm3d (cbm3d needs the bench extra) (default: none)",
+    )
+    parser.add_argument(
+        "--report_to",
+        default="none",
+        choices=("none", "wandb", "tensorboard"),
+        help="also log the results there (default none)",
+    )
+    parser.add_argument(
+        "--num_comparisons", type=int, default=8, help="comparison PNGs for the first N images (default 8)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic distortions (default 0)")
+    parser.add_argument("--batch_size", type=int, default=16, help="tiles per forward pass (default 16)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Restore image files with an exported model on onnxruntime (no torch): files, folders and globs.
 
 Folders and globs yield image files only (by suffix); a file named explicitly is always tried.
-Each output keeps its input's name (folders keep their sub-folders) under OUT_DIR. An output that
+Each output keeps its input's name (folders keep their sub-folders) under --output. An output that
 would land on an input is refused before anything runs; a file that fails is reported and the rest
 go on; the exit status is non-zero if any file failed.
 """
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively), globs")
     parser.add_argument("--model", required=True, type=Path, help="model.onnx from `python -m export.onnx`")
     parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
-    parser.add_argument("--providers", default="auto", help="auto (CUDA, then CPU), cpu or cuda")
+    parser.add_argument("--providers", default="auto", help="auto (CUDA, then CPU), cpu or cuda (default auto)")
     parser.add_argument("--batch_size", type=int, default=16, help="tiles per onnxruntime call (default 16)")
     parser.add_argument(
         "--max_pixels",

@@ -1,6 +1,7 @@
-"""Write one of the embedded scikit-image sample images to a file (to try `vae-restore restore` offline).
+"""Write one of scikit-image's sample images to a file (to try `vae-restore restore` offline; needs the `train` extra).
 
 `--noise SIGMA` adds seeded Gaussian noise (SIGMA on the 0-255 scale), giving a distorted input to restore.
+The samples come from scikit-image, which the `infer` install alone does not have.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=EMBEDDED_NAMES, help="sample name")
     parser.add_argument("output", type=image_file, help="image file to write (format from its suffix, e.g. .png)")
     parser.add_argument(
-        "--noise", type=noise_sigma, default=0.0, metavar="SIGMA", help="Gaussian noise σ (0-255 scale)"
+        "--noise",
+        type=noise_sigma,
+        default=0.0,
+        metavar="SIGMA",
+        help="Gaussian noise σ (0-255 scale) (default 0: none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    parser.add_argument("--size", type=parse_size, metavar="WxH", help="resize to W×H (bicubic), e.g. 2048x1536")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="WxH",
+        help="resize to W×H (bicubic), e.g. 2048x1536 (default: the sample's own size)",
+    )
 
 
 def noise_sigma(text: str) -> float:

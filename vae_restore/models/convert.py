@@ -1,4 +1,8 @@
-"""The one place that unpickles: the original code's `.pth`, read with torch's weights-only loader."""
+"""The original code's `.pth`, read with torch's weights-only loader.
+
+The only file from outside the toolkit's own checkpoints that it unpickles. (A resume also loads accelerate's
+`optimizer.bin`, `scheduler.bin` and `random_states_<rank>.pkl` from a checkpoint, with `weights_only=True`.)
+"""
 
 from __future__ import annotations
 

@@ -143,9 +143,15 @@ def save_checkpoint(
     return final
 
 
-def check_settings(path: Path, state: dict, settings: dict) -> None:
-    """Refuse, before anything heavy starts, a resume whose settings differ from those in the checkpoint's
-    `state` (its trainer_state.json)."""
+def check_settings(path: Path, state: dict, settings: dict, accelerator) -> None:
+    """Refuse, before anything heavy starts, a resume whose processes, precision, accumulation or settings
+    differ from those in the checkpoint's `state` (its trainer_state.json)."""
+    now = run_state(accelerator, state["global_step"])
+    for key, flag in MUST_MATCH.items():
+        if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
+            raise CheckpointError(
+                f"{path} was written with {key} {state[key]}, this run has {now[key]}: resume with {flag} {state[key]}"
+            )
     saved = state.get("settings", {})  # checkpoints before 2026-11-26 record none
     changed = changed_settings(saved, json.loads(json.dumps(settings)))  # as written: tuples become lists
     if changed:
@@ -156,13 +162,8 @@ def check_settings(path: Path, state: dict, settings: dict) -> None:
 
 
 def load_checkpoint(accelerator, path: Path, state: dict, data_generator: torch.Generator, ema=None) -> None:
-    """Restore every piece of state saved by `save_checkpoint` (`state`: its trainer_state.json, read once)."""
-    now = run_state(accelerator, state["global_step"])
-    for key, flag in MUST_MATCH.items():
-        if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
-            raise CheckpointError(
-                f"{path} was written with {key} {state[key]}, this run has {now[key]}: resume with {flag} {state[key]}"
-            )
+    """Restore every piece of state saved by `save_checkpoint` (`state`: its trainer_state.json, read once
+    and checked by `check_settings`)."""
     accelerator.load_state(str(path))
     rng_file = path / f"data_rng_{accelerator.process_index}.safetensors"
     if not rng_file.is_file():

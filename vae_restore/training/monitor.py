@@ -1,4 +1,7 @@
-"""Loss terms kept on the device between logging points, so the hot loop never waits for the GPU."""
+"""Loss terms kept on the device between logging points, so reading the loss never synchronises the loop.
+
+Other per-step synchronisations: a distortion mixture with uncertain distortions, and `--max_bad_steps`.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """SIGTERM / SIGINT (cluster preemption, Ctrl-C): finish the step, checkpoint, exit non-zero.
 
 The handler only sets a flag; the loop checks it between steps, so a checkpoint is never written
-from inside a signal handler. With several processes the flag is agreed on (max over processes) at
-the loop's synchronisation points, so all of them stop at the same step.
+from inside a signal handler. With several processes the flag is agreed on at the loop's synchronisation
+points (summed over processes: any process that saw a signal stops them all), so all of them stop at the
+same step.
 """
 
 from __future__ import annotations

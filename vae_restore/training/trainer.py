@@ -17,7 +17,7 @@ from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_obj
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..config import Config, save_config
+from ..config import Config, TrainConfig, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
@@ -59,6 +59,16 @@ def resolve_parent(config: Config) -> Parent | None:
             "or pass --init_from PATH"
         )
     return Parent(path.resolve(), sha256_file(path))
+
+
+def next_command(config: Config) -> str:
+    """What a user runs after this stage: stage distorted from these weights, or the export."""
+    t = config.train
+    if t.stage == "clear":
+        output = "" if t.output_dir == TrainConfig.output_dir else f" --output_dir {t.output_dir}"
+        data = " (and its --train_data)" if config.data.train_data else ""
+        return f"accelerate launch launch/train.py --stage distorted{output}{data}"
+    return f"python -m export.onnx --checkpoint {config.run_dir} --output {Path(t.output_dir) / 'model.onnx'}"
 
 
 def load_parent(path: Path, preset: Preset) -> VAE:
@@ -138,7 +148,7 @@ class Trainer:
         self.resumed_from = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
         self.resumed_state = None if self.resumed_from is None else checkpoints.read_state(self.resumed_from)
         if self.resumed_from is not None:
-            checkpoints.check_settings(self.resumed_from, self.resumed_state, resume_settings(config))
+            checkpoints.check_settings(self.resumed_from, self.resumed_state, resume_settings(config), self.accelerator)
             if int(self.resumed_state["global_step"]) > t.max_train_steps:
                 raise CheckpointError(
                     f"{self.resumed_from} is at step {self.resumed_state['global_step']}, past --max_train_steps "
@@ -474,7 +484,8 @@ class Trainer:
             }
             save_config(self.config, self.run_dir / "config.json", summary)
             acc.print(
-                f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}"
+                f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}\n"
+                f"next: {next_command(self.config)}"
             )
         acc.wait_for_everyone()  # no process may tear down the process group while another still uses it
         acc.end_training()
