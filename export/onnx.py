@@ -31,6 +31,17 @@ def batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def opset(text: str) -> int:
+    """An opset this onnx package knows, checked before any work."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    value = int(text)
+    if not 1 <= value <= newest:
+        raise argparse.ArgumentTypeError(f"must be an ONNX opset between 1 and {newest}, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from vae_restore.export.onnx_export import DEFAULT_OPSET, PARTS
 
@@ -44,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path("model.onnx"),
         help="ONNX file to write (must end in .onnx; the manifest goes to OUTPUT.json) (default model.onnx)",
     )
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--opset", type=opset, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--fp16", action="store_true", help="fp16 weights and compute, fp32 inputs/outputs")
     parser.add_argument(
         "--check_batch_sizes",

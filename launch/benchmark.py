@@ -144,7 +144,10 @@ def add_quality_parser(sub) -> None:
     )
     q.add_argument("--columns", default=None, help="DATASET:DISTORTION,... (datasets: photos, art)")
     q.add_argument(
-        "--baselines", type=name_list, default=["nlmeans", "tv", "cbm3d"], help="default nlmeans,tv,cbm3d; none: no baseline"
+        "--baselines",
+        type=name_list,
+        default=["nlmeans", "tv", "cbm3d"],
+        help="default nlmeans,tv,cbm3d; none: no baseline",
     )
     q.add_argument("--no_original_code", action="store_true", help="leave out the original code's recipe")
     q.add_argument(

@@ -160,6 +160,14 @@ def test_invalid_requests_are_refused_before_exporting(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["model.safetensors", "run"]
 
 
+def test_an_opset_onnx_does_not_know_is_refused_by_the_command_line(capsys):
+    from export.onnx import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--checkpoint", "run", "--opset", "99"])
+    assert "--opset: must be an ONNX opset between 1 and" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_script_runs_as_a_file_without_shadowing_onnx(tmp_path):
     result = subprocess.run(

@@ -148,6 +148,7 @@ def test_provider_choice():
     assert requested_providers("auto", [CPU]) == [CPU]
     assert requested_providers("cpu", [CUDA, CPU]) == [CPU]
     assert requested_providers([CPU], [CPU]) == [CPU]
+    assert requested_providers(f"{CUDA}, {CPU}", [CPU]) == [CUDA, CPU], "the command line's comma-separated names"
     with pytest.raises(ValueError, match="onnxruntime-gpu"):
         requested_providers("cuda", [CPU])
     with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda'"):

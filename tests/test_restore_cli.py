@@ -165,6 +165,35 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input_next_time
     assert sorted(p.name for p in (tmp_path / "in" / "restored").rglob("*")) == ["img_000.png", "img_001.png"]
     args[1] = str(tmp_path / "in" / "**" / "*.png")  # a glob that also reaches the output folder
     assert main(args) == 0 and "restored 2 of 2" in capsys.readouterr().out
+    expanded = sorted(str(p) for p in (tmp_path / "in").iterdir())  # the shell's `in/*`: the output folder too
+    assert main(["restore", *expanded, *args[2:]]) == 0
+    printed = capsys.readouterr()
+    assert "restored 2 of 2" in printed.out and "is the --output folder, left out" in printed.err
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(model_path, tmp_path, capsys):
+    write_images(tmp_path / "in", 1, size=(40, 40))
+    (tmp_path / "taken").write_text("a file")
+    code = main(["restore", str(tmp_path / "in"), "--model", str(model_path), "--output", str(tmp_path / "taken")])
+    assert code == 2 and "is a file; name a folder" in capsys.readouterr().err
+
+
+def test_restored_tiffs_of_every_colour_type_open_and_gifs_become_png(model_path, tmp_path):
+    """A TIFF's own layout tags (bit depth, colour type, samples) must not be copied onto the RGB output."""
+    pixels = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    rgb = Image.fromarray(pixels)
+    (tmp_path / "in").mkdir()
+    for mode in ("L", "RGBA", "CMYK", "1", "RGB"):
+        rgb.convert(mode).save(tmp_path / "in" / f"{mode}.tif")
+    rgb.save(tmp_path / "in" / "anim.gif")
+    names = sorted(str(p) for p in (tmp_path / "in").iterdir())
+    assert main(["restore", *names, "--model", str(model_path), "--output", str(tmp_path / "out")]) == 0
+    for mode in ("L", "RGBA", "CMYK", "1", "RGB"):
+        with Image.open(tmp_path / "out" / f"{mode}.tif") as out:
+            out.load()
+            assert (out.mode, out.size) == ("RGB", (40, 30)), mode
+    with Image.open(tmp_path / "out" / "anim.gif.png") as out:
+        assert (out.format, out.mode) == ("PNG", "RGB"), "not quantised to a 256-colour palette"
 
 
 def test_two_inputs_with_one_output_name_are_refused(model_path, tmp_path, capsys):

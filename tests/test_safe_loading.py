@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 import subprocess
@@ -9,7 +10,7 @@ from safetensors.torch import save_file
 
 from vae_restore import VAE, load_model
 from vae_restore.errors import CheckpointError
-from vae_restore.models import read_metadata, save_model
+from vae_restore.models import read_metadata, save_model, sha256_file
 from vae_restore.models.convert import import_original_checkpoint
 
 
@@ -115,3 +116,31 @@ def test_saved_weights_follow_the_umask(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_training_checkpoint_folder_is_not_taken_for_a_model(tmp_path):
+    """Its model.safetensors is accelerate's raw state: no preset (a residual run would load as `original`)
+    and not the EMA."""
+    folder = tmp_path / "run" / "checkpoints" / "checkpoint-4"
+    folder.mkdir(parents=True)
+    save_file(dict(VAE().state_dict()), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "trainer_state.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=f"resumable training checkpoint.*pass the run folder {tmp_path / 'run'}"):
+        load_model(folder)
+    with pytest.raises(CheckpointError, match="records no preset"):
+        load_model(folder / "model.safetensors")
+
+
+def test_weights_that_differ_from_their_runs_record_or_hold_nan_are_refused(tmp_path):
+    run = tmp_path / "run"
+    save_model(VAE(), run / "model.safetensors")
+    (run / "config.json").write_text(json.dumps({"run": {"weights_sha256": sha256_file(run / "model.safetensors")}}))
+    load_model(run)
+    state = dict(VAE().state_dict())
+    state["decoder.fc2.bias"][7] = float("nan")
+    save_file(state, str(run / "model.safetensors"), metadata={"preset": "original"})
+    with pytest.raises(CheckpointError, match="does not match the sha256 its run recorded"):
+        load_model(run)
+    (run / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="tensor 'decoder.fc2.bias' holds NaN or Inf"):
+        load_model(run)

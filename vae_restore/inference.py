@@ -40,7 +40,10 @@ def _import_onnxruntime():
 
 
 def requested_providers(providers: str | Sequence[str], available: Sequence[str]) -> list[str]:
-    """ "auto": CUDA when onnxruntime offers it, then CPU; "cpu" / "cuda"; or a list of provider names."""
+    """ "auto": CUDA when onnxruntime offers it, then CPU; "cpu" / "cuda"; or provider names, as a list or
+    comma-separated ("TensorrtExecutionProvider,CUDAExecutionProvider")."""
+    if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
+        providers = [p.strip() for p in providers.split(",")]
     if isinstance(providers, str):
         choice = providers.lower()
         if choice == "auto":
@@ -54,7 +57,10 @@ def requested_providers(providers: str | Sequence[str], available: Sequence[str]
                     "install onnxruntime-gpu or use providers='auto'"
                 )
             return [CUDA, CPU]
-        raise ValueError(f"providers must be 'auto', 'cpu', 'cuda' or a list of provider names, got {providers!r}")
+        raise ValueError(
+            f"providers must be 'auto', 'cpu', 'cuda' or onnxruntime provider names such as "
+            f"'CUDAExecutionProvider,CPUExecutionProvider', got {providers!r}"
+        )
     return list(providers)
 
 

@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively), globs")
     parser.add_argument("--model", required=True, type=Path, help="model.onnx from `python -m export.onnx`")
     parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
-    parser.add_argument("--providers", default="auto", help="auto (CUDA, then CPU), cpu or cuda (default auto)")
+    parser.add_argument(
+        "--providers",
+        default="auto",
+        help="auto (CUDA, then CPU), cpu, cuda, or onnxruntime provider names, comma-separated (default auto)",
+    )
     parser.add_argument("--batch_size", type=int, default=16, help="tiles per onnxruntime call (default 16)")
     parser.add_argument(
         "--max_pixels",
@@ -58,6 +62,8 @@ def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
             jobs += [
                 Job(p, output / p.name) for p in earlier_outputs_left_out(matches, glob_root(item), resolved_output)
             ]
+        elif Path(item).is_dir() and Path(item).resolve() == resolved_output and len(inputs) > 1:
+            print(f"note: {item} is the --output folder, left out of the inputs", file=sys.stderr)  # `restore dir/*`
         elif Path(item).is_dir():
             try:
                 found = earlier_outputs_left_out(list_images(Path(item)), Path(item), resolved_output)
@@ -116,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     from ..data.encode import save_rgb
     from ..inference import Restorer
 
+    if args.output.exists() and not args.output.is_dir():
+        print(f"error: --output {args.output} is a file; name a folder for the restored images", file=sys.stderr)
+        return 2
     jobs, failures = plan_jobs(args.inputs, args.output)
     refusal = check_targets(jobs)
     if refusal:

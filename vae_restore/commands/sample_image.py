@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..data.embedded import embedded_images
+    from ..data.encode import save_rgb
 
     image = Image.fromarray(dict(embedded_images())[args.name])
     if args.size:
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         pixels = np.asarray(image, dtype=np.float32)
         pixels = pixels + np.random.default_rng(args.seed).normal(0.0, args.noise, pixels.shape)
         image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    image.save(args.output)
-    print(f"wrote {args.output} ({image.width}x{image.height})")
+    save_rgb(np.asarray(image), args.output)  # restore's settings: JPEG at quality 95, 4:4:4
+    with Image.open(args.output) as written:
+        print(f"wrote {args.output} ({written.width}x{written.height})")
     return 0

@@ -11,6 +11,12 @@ from .decode import open_image
 
 ORIENTATION = 0x0112  # EXIF tag; the decoded pixels are already upright
 FORMAT_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}  # 4:4:4: no chroma loss
+PALETTE_ONLY = {"GIF"}  # 256 colours at most: a restoration written there would be quantised
+# A TIFF's "EXIF" is its own first IFD, which describes its pixels (size, bit depth, colour type, samples,
+# strips, compression...): carried over to the RGB output, they would make it unreadable.
+TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338, 339, 530, 532}
+)
 
 
 def writable_format(path: Path) -> str | None:
@@ -20,8 +26,9 @@ def writable_format(path: Path) -> str | None:
 
 
 def writable_path(path: Path) -> Path:
-    """`path`, or `path` + ".png" when its suffix names no format PIL can write."""
-    return path if writable_format(path) else path.with_name(path.name + ".png")
+    """`path`, or `path` + ".png" when its suffix names no format PIL can write, or one of 256 colours."""
+    keep = writable_format(path) not in PALETTE_ONLY | {None}
+    return path if keep else path.with_name(path.name + ".png")
 
 
 def source_metadata(source: Path, max_pixels: int | None = None) -> dict:
@@ -36,6 +43,9 @@ def source_metadata(source: Path, max_pixels: int | None = None) -> dict:
             if image.mode in ("RGB", "RGBA") and image.info.get("icc_profile"):
                 options["icc_profile"] = image.info["icc_profile"]
             exif = image.getexif()
+            if image.format == "TIFF":
+                for tag in TIFF_LAYOUT_TAGS & set(exif):
+                    del exif[tag]
             if exif:
                 if ORIENTATION in exif:
                     exif[ORIENTATION] = 1

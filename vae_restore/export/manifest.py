@@ -30,7 +30,7 @@ def read_manifest(onnx_path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(
             f"no manifest {path} beside {onnx_path}; export with `python -m export.onnx`, "
-            "or pass verify=False to run an unverified model"
+            "or run it unverified with Restorer(..., verify=False)"
         )
     try:
         manifest = json.loads(path.read_text())

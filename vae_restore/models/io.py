@@ -18,12 +18,20 @@ from .presets import PRESETS, Preset, get_preset
 from .vae_arch import VAE
 
 WEIGHTS_NAME = "model.safetensors"
+TRAINING_CHECKPOINT_MARK = "trainer_state.json"  # training/checkpoints.py's STATE_FILE
 
 
 def resolve_weights(path: str | os.PathLike) -> Path:
-    """A run folder means its `model.safetensors`; anything but a safetensors file is refused."""
+    """A run folder means its `model.safetensors`; anything but a safetensors file is refused, and so is a
+    resumable training checkpoint, whose `model.safetensors` is accelerate's raw state: no preset, not the EMA."""
     path = Path(path)
     if path.is_dir():
+        if (path / TRAINING_CHECKPOINT_MARK).is_file():
+            raise CheckpointError(
+                f"{path} is a resumable training checkpoint, not a model (its weights carry no preset and are not "
+                f"the EMA): pass the run folder {path.parent.parent} once the run has finished, or resume the run "
+                "with --resume_from_checkpoint to finish it"
+            )
         path = path / WEIGHTS_NAME
     if not path.exists():
         raise CheckpointError(f"no weights at {path}")
@@ -80,8 +88,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
 
 
-def _preset_from_metadata(meta: Mapping[str, str]) -> Preset:
-    name = meta.get("preset", "original")
+def _preset_from_metadata(meta: Mapping[str, str], source: Path) -> Preset:
+    if "preset" not in meta:
+        raise CheckpointError(
+            f"{source} records no preset, so its network is unknown: load weights written by the toolkit (a run "
+            "folder's model.safetensors), or convert the original code's .pth with `vae-restore import-original`"
+        )
+    name = meta["preset"]
     if name in PRESETS:
         return get_preset(name)
     if "preset_config" in meta:
@@ -119,11 +132,32 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
     """Build the preset recorded in the file and load its weights; the model comes back in eval mode."""
     weights = resolve_weights(path)
-    model = VAE(_preset_from_metadata(read_metadata(weights)))
+    check_recorded_sha256(weights)
+    model = VAE(_preset_from_metadata(read_metadata(weights), weights))
     state = load_state_dict_file(weights)
     check_state_dict(model, state, str(weights))
+    bad = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{weights}: tensor {bad!r} holds NaN or Inf; the weights are damaged or diverged")
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def check_recorded_sha256(weights: Path) -> None:
+    """A run folder's config.json records the sha256 of the weights its run wrote: a damaged or replaced file
+    must not load as if it were them."""
+    config = weights.parent / "config.json"
+    if weights.name != WEIGHTS_NAME or not config.is_file():
+        return
+    try:
+        recorded = json.loads(config.read_text()).get("run", {}).get("weights_sha256")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return  # not a run's config.json
+    if recorded and recorded != sha256_file(weights):
+        raise CheckpointError(
+            f"{weights} does not match the sha256 its run recorded in {config} ({recorded[:12]}...): the file is "
+            "damaged or was replaced"
+        )
 
 
 ORIGINAL_PARAMETER_NAMES = tuple(
