@@ -263,3 +263,21 @@ def test_a_corrupt_file_is_never_held_back_for_validation_whatever_the_seed(tmp_
         )
         assert len(data.val.clear) == 1 and data.num_images == 4
         assert [s.split(":")[0] for s in data.skipped] == [str(tmp_path / "photos" / "zz.jpg")]
+
+
+def test_an_unreadable_version_of_a_held_back_image_keeps_its_clear_file_out_of_training():
+    """Stage clear reads only the clear side: the record must follow its clear file into validation."""
+    from pathlib import Path
+
+    from vae_restore.data.files import ImageRecord
+    from vae_restore.data.training_data import split_readable
+
+    records = [ImageRecord(Path(f"c{i}.png"), Path(f"d{i}_{v}.png")) for i in range(10) for v in (1, 2)]
+    sizes = {p: 100 for r in records for p in (r.clear, r.distorted)}
+    _, val = split_readable(records, sizes, 0.1, seed=0)
+    held = val[0].clear
+    sizes[next(r.distorted for r in records if r.clear == held)] = None  # one version of it does not open
+    train, val = split_readable(records, sizes, 0.1, seed=0)
+    assert held in {r.clear for r in val}
+    assert held not in {r.clear for r in train}
+    assert len(train) + len(val) == len(records), "the unreadable record stays, to be reported"

@@ -113,9 +113,9 @@ def test_a_resume_continues_the_same_run_or_is_refused_naming_what_changed(tmp_p
     with pytest.raises(CheckpointError, match="holds checkpoints of an earlier run .newest: checkpoint-2."):
         fit_in_process(config_for(tmp_path, checkpointing_steps=2))  # its own would be rotated away
     changed = config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest")
-    changed.optim = replace(changed.optim, learning_rate=0.5)
+    changed.optim = replace(changed.optim, adam_beta1=0.5)
     changed.model = replace(changed.model, preset="residual")
-    with pytest.raises(CheckpointError, match=r"--preset original \(this run: residual\); --learning_rate 0.001"):
+    with pytest.raises(CheckpointError, match=r"--preset original \(this run: residual\); --adam_beta1 0.9"):
         fit_in_process(changed)
     with pytest.raises(CheckpointError, match="at step 2, past --max_train_steps 1"):
         fit_in_process(config_for(tmp_path, max_train_steps=1, resume_from_checkpoint="checkpoint-2"))
@@ -190,3 +190,49 @@ def test_extending_a_decaying_schedule_on_resume_is_warned_about(tmp_path, caplo
     fit_in_process(config)
     warned = "cosine learning-rate schedule was planned over 2 steps and now spans --max_train_steps 4" in caplog.text
     assert warned == (scheduler == "cosine")
+
+
+def test_a_resume_may_lower_the_learning_rate_the_way_past_a_divergence(tmp_path, caplog):
+    """The divergence message advises it: the schedule restarts from the new peak at the resumed step."""
+    torch.set_num_threads(1)
+    fit_in_process(config_for(tmp_path, checkpointing_steps=2))
+    lower = config_for(tmp_path, max_train_steps=3, resume_from_checkpoint="latest")
+    lower.optim = replace(lower.optim, learning_rate=1e-4, max_grad_norm=0.5)
+    with caplog.at_level("WARNING"):
+        resumed = fit_in_process(lower)
+    assert resumed.global_step == 3
+    assert [group["lr"] for group in resumed.optimizer.param_groups] == [pytest.approx(1e-4)]
+    assert "resumed with --learning_rate 0.0001 instead of the checkpoint's 0.001" in caplog.text
+    assert "--max_grad_norm 0.5 instead of the checkpoint's 1.0" in caplog.text
+
+
+def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path):
+    """Left in place, checkpoint-4 would stay the newest: rotation would delete the resumed run's own
+    checkpoint-3 at once, and `latest` would go back to the abandoned timeline."""
+    torch.set_num_threads(1)
+    limit = {"checkpoints_total_limit": 2}
+    fit_in_process(config_for(tmp_path, max_train_steps=4, checkpointing_steps=2, **limit))
+    resumed = config_for(tmp_path, max_train_steps=3, checkpointing_steps=1, resume_from_checkpoint="checkpoint-2")
+    fit_in_process(replace(resumed, train=replace(resumed.train, **limit)))
+    run = tmp_path / "out" / "clear"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    assert (run / "checkpoints-abandoned" / "checkpoint-4" / "trainer_state.json").is_file()
+
+
+def test_a_nan_loss_before_a_validation_step_is_named_as_such(tmp_path, nan_at_call):
+    """Validation between logging steps checks the losses first: the error names the NaN step, not a
+    divergence hidden by skipped steps."""
+    torch.set_num_threads(1)
+    nan_at_call.add(2)
+    with pytest.raises(TrainingError, match="at step 2; last good checkpoint"):
+        fit_in_process(config_for(tmp_path, max_train_steps=3, validation_steps=1, logging_steps=10))
+
+
+def test_config_json_records_the_resolved_parent_and_precision(tmp_path):
+    """So that `--config RUN_DIR/config.json` in another --output_dir repeats the run."""
+    torch.set_num_threads(1)
+    fit_in_process(config_for(tmp_path))
+    fit_in_process(config_for(tmp_path, stage="distorted"))
+    saved = json.loads((tmp_path / "out" / "distorted" / "config.json").read_text())["train"]
+    assert saved["init_from"] == str((tmp_path / "out" / "clear" / "model.safetensors").resolve())
+    assert saved["mixed_precision"] == "no"

@@ -164,6 +164,15 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def numbers(self) -> list[tuple[str, float]]:
+        """(key, value) of every float setting, a range's two ends included."""
+        found = []
+        for section in self.to_dict().values():
+            for key, value in section.items():
+                values = value if isinstance(value, tuple) else (value,)
+                found += [(key, v) for v in values if isinstance(v, float)]
+        return found
+
     def flat(self) -> dict[str, Any]:
         """One level of `section.key` names with scalar values, as trackers (TensorBoard hparams) want them."""
         scalar = (int, float, str, bool)
@@ -174,7 +183,10 @@ class Config:
         }
 
     def validate(self) -> Config:
-        t, o, lo = self.train, self.optim, self.loss
+        t, o, lo, d = self.train, self.optim, self.loss, self.distortions
+        non_finite = sorted(key for key, value in self.numbers() if not math.isfinite(value))
+        if non_finite:
+            raise ConfigError(f"{', '.join(non_finite)} must be finite (not nan or inf)")
         checks = [
             (t.stage in STAGES, f"stage must be one of {STAGES}, got {t.stage!r}"),
             (t.mixed_precision in (None, "no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
@@ -222,7 +234,14 @@ class Config:
             ),
             (0.0 <= self.data.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.data.val_crops_per_image >= 1, "val_crops_per_image must be >= 1"),
-            (self.data.noise_sigma[0] <= self.data.noise_sigma[1], "noise_sigma must be (low, high) with low <= high"),
+            (
+                0 <= self.data.noise_sigma[0] <= self.data.noise_sigma[1],
+                "noise_sigma must be (low, high) with 0 <= low <= high",
+            ),
+            (
+                max(d.blur_sigma[1], d.motion_length[1], d.crack_cell[1]) <= self.data.crop_size,
+                f"blur_sigma, motion_length and crack_cell must stay within the crop ({self.data.crop_size} pixels)",
+            ),
             (0.0 <= self.data.synthetic_ratio <= 1.0, "synthetic_ratio must be in [0, 1]"),
             (
                 self.data.synthetic_ratio == 0 or round(self.data.synthetic_ratio * t.train_batch_size) > 0,

@@ -99,10 +99,13 @@ def split_readable(
     records: list[ImageRecord], sizes: dict[Path, int | None], fraction: float, seed: int
 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """`split_records` over the records whose files open: a corrupt file held back would leave validation
-    without images and stop the run, depending on the seed. The others stay with training, to be reported."""
+    without images and stop the run, depending on the seed. The others join the side of their clear file
+    (else training), to be reported there: stage clear would otherwise train on a held-back clear image."""
     opens = [all(sizes[p] is not None for p in files_of([r])) for r in records]
     train, val = split_records([r for r, ok in zip(records, opens, strict=True) if ok], fraction, seed)
-    return train + [r for r, ok in zip(records, opens, strict=True) if not ok], val
+    held = {r.clear for r in val}
+    broken = [r for r, ok in zip(records, opens, strict=True) if not ok]
+    return train + [r for r in broken if r.clear not in held], val + [r for r in broken if r.clear in held]
 
 
 def choose_pixel_cache(

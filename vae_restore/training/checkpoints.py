@@ -100,10 +100,12 @@ def read_state(path: Path) -> dict:
     return json.loads((path / STATE_FILE).read_text())
 
 
-def changed_settings(saved: dict, now: dict) -> list[str]:
+def changed_settings(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> list[str]:
     """`--flag saved (this run: now)` for each setting a resume may not change (`resume_settings`)."""
     return [
-        f"--{key.split('.')[-1]} {saved[key]} (this run: {now.get(key)})" for key in saved if saved[key] != now.get(key)
+        f"--{key.split('.')[-1]} {saved[key]} (this run: {now.get(key)})"
+        for key in saved
+        if key not in may_change and saved[key] != now.get(key)
     ]
 
 
@@ -143,9 +145,9 @@ def save_checkpoint(
     return final
 
 
-def check_settings(path: Path, state: dict, settings: dict, accelerator) -> None:
+def check_settings(path: Path, state: dict, settings: dict, accelerator, may_change: tuple[str, ...] = ()) -> None:
     """Refuse, before anything heavy starts, a resume whose processes, precision, accumulation or settings
-    differ from those in the checkpoint's `state` (its trainer_state.json)."""
+    (but those of `may_change`) differ from those in the checkpoint's `state` (its trainer_state.json)."""
     now = run_state(accelerator, state["global_step"])
     for key, flag in MUST_MATCH.items():
         if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
@@ -153,7 +155,7 @@ def check_settings(path: Path, state: dict, settings: dict, accelerator) -> None
                 f"{path} was written with {key} {state[key]}, this run has {now[key]}: resume with {flag} {state[key]}"
             )
     saved = state.get("settings", {})  # checkpoints before 2026-11-26 record none
-    changed = changed_settings(saved, json.loads(json.dumps(settings)))  # as written: tuples become lists
+    changed = changed_settings(saved, json.loads(json.dumps(settings)), may_change)  # as written: tuples are lists
     if changed:
         raise CheckpointError(
             f"{path} was written with other settings: {'; '.join(changed)}. A resume continues the same run: "
@@ -171,6 +173,25 @@ def load_checkpoint(accelerator, path: Path, state: dict, data_generator: torch.
     data_generator.set_state(load_file(str(rng_file))["state"])
     if ema is not None:
         ema.load(path)
+
+
+def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:
+    """Move the checkpoints past `resumed` (the future of the timeline a resume abandons, e.g. after a
+    divergence) to RUN_DIR/checkpoints-abandoned/: left in place, they would count as the newest, so
+    rotation would delete the resumed run's own checkpoints and `latest` would return to them."""
+    step = int(CHECKPOINT_RE.match(resumed.name).group(1)) if CHECKPOINT_RE.match(resumed.name) else None
+    if step is None or resumed.resolve().parent != checkpoints_dir(run_dir).resolve():
+        return []
+    later = [p for p in complete_checkpoints(run_dir) if int(CHECKPOINT_RE.match(p.name).group(1)) > step]
+    moved = []
+    for path in later:
+        target = run_dir / "checkpoints-abandoned" / path.name
+        while target.exists():
+            target = target.with_name(target.name + "+")
+        target.parent.mkdir(exist_ok=True)
+        moved.append(path.rename(target))
+        logger.warning("resumed from %s: the later %s is moved to %s", resumed.name, path.name, target)
+    return moved
 
 
 def rotate_checkpoints(run_dir: Path, keep: int | None, protect: Path | None = None) -> list[Path]:

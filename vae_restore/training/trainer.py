@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -120,6 +121,8 @@ def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
 # What decides the network, the optimiser's path and the data stream: a resumed run may not change it.
 RESUME_SECTIONS = ("model", "loss", "optim", "distortions")
 RESUME_KEYS = ("train.seed", "train.train_batch_size", "data.crop_size", "data.noise_sigma", "data.synthetic_ratio")
+# ... except these, which a resume may change (with a warning) to get past a divergence.
+RESUME_MAY_CHANGE = ("optim.learning_rate", "optim.max_grad_norm")
 
 
 def resume_settings(config: Config) -> dict:
@@ -148,7 +151,9 @@ class Trainer:
         self.resumed_from = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
         self.resumed_state = None if self.resumed_from is None else checkpoints.read_state(self.resumed_from)
         if self.resumed_from is not None:
-            checkpoints.check_settings(self.resumed_from, self.resumed_state, resume_settings(config), self.accelerator)
+            checkpoints.check_settings(
+                self.resumed_from, self.resumed_state, resume_settings(config), self.accelerator, RESUME_MAY_CHANGE
+            )
             if int(self.resumed_state["global_step"]) > t.max_train_steps:
                 raise CheckpointError(
                     f"{self.resumed_from} is at step {self.resumed_state['global_step']}, past --max_train_steps "
@@ -257,10 +262,14 @@ class Trainer:
             )
             return
         if path is not None:
+            if self.accelerator.is_main_process:
+                checkpoints.set_aside_later_checkpoints(self.run_dir, path)
+            self.accelerator.wait_for_everyone()
             state = self.resumed_state
             checkpoints.load_checkpoint(self.accelerator, path, state, self.generator, self.ema)
             self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
+            self.apply_changed_optim_settings(state.get("settings", {}))
             planned, scheduler = state.get("max_train_steps"), self.config.optim.lr_scheduler
             if planned not in (None, t.max_train_steps) and scheduler != "constant":
                 logger.warning(
@@ -271,6 +280,26 @@ class Trainer:
                     t.max_train_steps,
                     self.global_step,
                 )
+
+    def apply_changed_optim_settings(self, saved: dict) -> None:
+        """A resume may lower the learning rate or clip harder (the way past a divergence): the schedule is
+        rescaled to the new peak from the resumed step on; --max_grad_norm is read every step anyway."""
+        now = resume_settings(self.config)
+        for key in RESUME_MAY_CHANGE:
+            if key in saved and saved[key] != now[key]:
+                logger.warning(
+                    "resumed with --%s %s instead of the checkpoint's %s: from step %d on this run no longer "
+                    "repeats the interrupted one",
+                    key.split(".")[-1],
+                    now[key],
+                    saved[key],
+                    self.global_step,
+                )
+        scheduler = self.scheduler.scheduler  # Accelerate's wrapper around the LambdaLR
+        lr = self.config.optim.learning_rate
+        scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+        for group, rule in zip(self.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+            group["initial_lr"], group["lr"] = lr, lr * rule(scheduler.last_epoch)
 
     def train_step(self) -> torch.Tensor | None:
         """One micro-batch. At the last one of an accumulation window, returns the window's mean loss terms,
@@ -360,7 +389,7 @@ class Trainer:
             raise TrainingError(
                 f"validation at step {self.global_step}: {e}, its weights have diverged "
                 f"({self.bad_steps} steps skipped as non-finite); last checkpoint: {self.last_checkpoint()}. "
-                "Lower --learning_rate and resume from a checkpoint written before the divergence"
+                "Resume from a checkpoint written before the divergence with a lower --learning_rate"
             ) from None
         self.model.train()
         if acc.is_main_process:
@@ -381,8 +410,8 @@ class Trainer:
             flushed = window.flush(self.global_step + 1, lambda t: self.accelerator.reduce(t, reduction="mean"))
         except NonFiniteLoss as e:
             raise TrainingError(
-                f"{e}; last good checkpoint: {self.last_checkpoint()}. Lower --learning_rate, "
-                "resume from it, or allow a few bad steps with --max_bad_steps K"
+                f"{e}; last good checkpoint: {self.last_checkpoint()}. Resume from it with a lower --learning_rate "
+                "(or a smaller --max_grad_norm), or allow a few bad steps with --max_bad_steps K"
             ) from None
         if flushed is None:
             return
@@ -438,17 +467,27 @@ class Trainer:
                 if terms is not None:
                     window.add(terms)
                 step, last = self.global_step, self.global_step == t.max_train_steps
-                checkpoint_now = step % t.checkpointing_steps == 0
-                sync_point = step % t.logging_steps == 0 or checkpoint_now or last
+                checkpoint_now, validate_now = step % t.checkpointing_steps == 0, step % t.validation_steps == 0 or last
+                # Validation synchronises anyway; checking the losses first names a NaN step as such.
+                sync_point = step % t.logging_steps == 0 or checkpoint_now or validate_now
                 if sync_point:
                     self.flush_logs(window, progress)
                 if guard.should_stop(acc, sync_point) and not last:
                     self.stop_for_signal(guard.signum, window, progress)
                 if checkpoint_now:
                     self.save_checkpoint()
-                if step % t.validation_steps == 0 or last:
+                if validate_now:
                     self.validate()
         return self.finish()
+
+    def resolved_config(self) -> Config:
+        """The config with what was left to defaults made explicit, so that `--config RUN_DIR/config.json`
+        repeats the run elsewhere: the precision `accelerate launch` gave, the weights stage distorted started from."""
+        resolved = copy.deepcopy(self.config)
+        resolved.train.mixed_precision = self.accelerator.mixed_precision
+        if self.parent is not None:
+            resolved.train.init_from = str(self.parent.path)
+        return resolved
 
     def describe_processes(self) -> list[dict]:
         """Who trained: one entry per process, with a fingerprint of the first batch it read."""
@@ -482,7 +521,7 @@ class Trainer:
                 "skipped_files": self.skipped_files,
                 "padded_files": self.padded_files,
             }
-            save_config(self.config, self.run_dir / "config.json", summary)
+            save_config(self.resolved_config(), self.run_dir / "config.json", summary)
             acc.print(
                 f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}\n"
                 f"next: {next_command(self.config)}"
