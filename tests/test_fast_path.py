@@ -29,6 +29,7 @@ def run_trainer(tmp_path, data, **train_overrides) -> Trainer:
         report_to="none",
         train_batch_size=4,
         init_from=str(tmp_path / "parent.safetensors"),
+        overwrite_output_dir=True,  # the variants compared run one after the other in one folder
         **train_overrides,
     )
     config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)

@@ -236,3 +236,16 @@ def test_config_json_records_the_resolved_parent_and_precision(tmp_path):
     saved = json.loads((tmp_path / "out" / "distorted" / "config.json").read_text())["train"]
     assert saved["init_from"] == str((tmp_path / "out" / "clear" / "model.safetensors").resolve())
     assert saved["mixed_precision"] == "no"
+
+
+def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
+    torch.set_num_threads(1)
+    fit_in_process(config_for(tmp_path, validation_steps=1))
+    run = tmp_path / "out" / "clear"
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="holds the weights of a finished run"):
+        fit_in_process(config_for(tmp_path, seed=1))
+    assert (run / "model.safetensors").read_bytes() == before
+    fit_in_process(config_for(tmp_path, seed=1, max_train_steps=1, overwrite_output_dir=True))
+    assert (run / "model.safetensors").read_bytes() != before
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000001.png"], "no grid of the old run"

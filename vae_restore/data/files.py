@@ -95,10 +95,13 @@ def detect_layout(path: Path) -> str:
     return "same_name" if 2 * shared > len(distorted_names) else "stem_prefix"
 
 
-def find_records(folder: str | Path, layout: str = "auto", allow_unpaired: bool = False) -> list[ImageRecord]:
+def find_records(
+    folder: str | Path, layout: str = "auto", allow_unpaired: bool = False, clear_side: bool = False
+) -> list[ImageRecord]:
     """The examples under `folder` (or in a manifest file), paired when the layout is paired.
 
     Unpaired files are an error listing the first ten with the count, or with `allow_unpaired` a warning.
+    `clear_side` (stage clear): every clear image of a paired layout once, partner or not; no pairing.
     """
     from . import pairing
 
@@ -112,6 +115,8 @@ def find_records(folder: str | Path, layout: str = "auto", allow_unpaired: bool 
         manifest = path if path.is_file() else _manifest_in(path)
         if manifest is None:
             raise DataError(f"data_layout is manifest but {path} is not a manifest and holds none of {MANIFEST_NAMES}")
+        if clear_side:
+            return [ImageRecord(p) for p in pairing.manifest_clear_files(manifest)]
         result = pairing.read_manifest(manifest)
     else:
         dirs = paired_dirs(path)
@@ -120,6 +125,8 @@ def find_records(folder: str | Path, layout: str = "auto", allow_unpaired: bool 
                 f"data_layout is {chosen} but {path} has no clear/ and distorted/ sub-folders; "
                 "use data_layout auto or clear_only"
             )
+        if clear_side:
+            return [ImageRecord(p) for p in list_images(dirs[0])]
         pair = pairing.pair_same_name if chosen == "same_name" else pairing.pair_stem_prefix
         result = pair(*dirs)
     return result.records(path, allow_unpaired)

@@ -120,6 +120,15 @@ def _manifest_rows(manifest: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
+def manifest_clear_files(manifest: Path) -> list[Path]:
+    """The clear files `manifest` names that exist, each once (stage clear needs no partners)."""
+    root = manifest.parent
+    found = [root / clear for _, _, clear in _manifest_rows(manifest) if (root / clear).is_file()]
+    if not found:
+        raise DataError(f"manifest {manifest} names no clear file that exists")
+    return list(dict.fromkeys(found))
+
+
 def read_manifest(manifest: Path) -> Pairing:
     """Pairs listed in `manifest`, paths relative to its folder; rows naming missing files are unpaired."""
     root = manifest.parent

@@ -233,19 +233,17 @@ def load_training_data(
 ) -> TrainingData:
     """Find, pair, split and decode the data of `config`; fail before training on anything `strict_data` forbids.
 
-    `pairs=False` (stage clear) decodes only the clear files of paired data, each once.
+    `pairs=False` (stage clear) decodes only the clear files of paired data, each once, partner or not.
     """
     device = torch.device(device)
     if config.train_data is None:
         return _embedded(config, seed, device, shard)
-    records = find_records(config.train_data, config.data_layout, config.allow_unpaired)
+    records = find_records(config.train_data, config.data_layout, config.allow_unpaired, clear_side=not pairs)
     sizes = functools.cache(functools.partial(header_sizes, files_of(records)))  # headers read once, if at all
     if config.val_data is not None:
-        val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired)
+        val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired, clear_side=not pairs)
     else:
         records, val_records = split_readable(records, sizes(), config.val_fraction, seed)
-    if not pairs:
-        records, val_records = clear_only(records), clear_only(val_records)
     mode = choose_pixel_cache(config.pixel_cache, records, shard, sizes)
     if mode == "disk":
         with main_first():  # the local main process builds the caches while the others wait, then they map them

@@ -18,7 +18,7 @@ from .presets import PRESETS, Preset, get_preset
 from .vae_arch import VAE
 
 WEIGHTS_NAME = "model.safetensors"
-TRAINING_CHECKPOINT_MARK = "trainer_state.json"  # training/checkpoints.py's STATE_FILE
+CHECKPOINT_STATE_FILE = "trainer_state.json"  # marks a resumable training checkpoint (training/checkpoints.py)
 
 
 def resolve_weights(path: str | os.PathLike) -> Path:
@@ -26,7 +26,7 @@ def resolve_weights(path: str | os.PathLike) -> Path:
     resumable training checkpoint, whose `model.safetensors` is accelerate's raw state: no preset, not the EMA."""
     path = Path(path)
     if path.is_dir():
-        if (path / TRAINING_CHECKPOINT_MARK).is_file():
+        if (path / CHECKPOINT_STATE_FILE).is_file():
             raise CheckpointError(
                 f"{path} is a resumable training checkpoint, not a model (its weights carry no preset and are not "
                 f"the EMA): pass the run folder {path.parent.parent} once the run has finished, or resume the run "

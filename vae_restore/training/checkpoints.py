@@ -19,11 +19,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..models.io import CHECKPOINT_STATE_FILE, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-STATE_FILE = "trainer_state.json"
+STATE_FILE = CHECKPOINT_STATE_FILE
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -39,17 +40,23 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
 
 
-def resolve_resume(run_dir: Path, request: str | None) -> Path | None:
+def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) -> Path | None:
     """`latest` -> the newest complete checkpoint (None if there is none); a path, or a checkpoint's name
-    under RUN_DIR/checkpoints, must exist. A new run refuses a folder holding an earlier run's checkpoints:
-    its own would be rotated away in their favour, and `latest` would then resume the other run."""
+    under RUN_DIR/checkpoints, must exist. A new run refuses a folder holding an earlier run's checkpoints
+    (its own would be rotated away in their favour, and `latest` would then resume the other run) or its
+    final weights, unless `overwrite` (see `clear_earlier_run`)."""
     found = complete_checkpoints(run_dir)
     if request is None:
-        if found:
+        if found and not overwrite:
             raise CheckpointError(
                 f"{checkpoints_dir(run_dir)} holds checkpoints of an earlier run (newest: {found[-1].name}): "
                 "continue it with --resume_from_checkpoint latest, or start afresh in another --output_dir "
-                "(or after deleting that folder)"
+                "(or with --overwrite_output_dir)"
+            )
+        if (run_dir / WEIGHTS_NAME).is_file() and not overwrite:
+            raise CheckpointError(
+                f"{run_dir} holds the weights of a finished run ({WEIGHTS_NAME}): start afresh in another "
+                "--output_dir, or replace that run with --overwrite_output_dir"
             )
         return None
     if request == "latest":
@@ -173,6 +180,14 @@ def load_checkpoint(accelerator, path: Path, state: dict, data_generator: torch.
     data_generator.set_state(load_file(str(rng_file))["state"])
     if ema is not None:
         ema.load(path)
+
+
+def clear_earlier_run(run_dir: Path) -> None:
+    """--overwrite_output_dir: what an earlier run left that the new one would mix with (its checkpoints,
+    weights and sample grids) goes before the new run writes anything."""
+    for leftover in (checkpoints_dir(run_dir), run_dir / "samples"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    (run_dir / WEIGHTS_NAME).unlink(missing_ok=True)
 
 
 def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:

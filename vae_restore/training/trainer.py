@@ -148,7 +148,7 @@ class Trainer:
             dynamo_plugin=compile_plugin(t.compile_mode) if t.compile else None,
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
         )
-        self.resumed_from = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint)
+        self.resumed_from = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint, t.overwrite_output_dir)
         self.resumed_state = None if self.resumed_from is None else checkpoints.read_state(self.resumed_from)
         if self.resumed_from is not None:
             checkpoints.check_settings(
@@ -256,6 +256,10 @@ class Trainer:
     def maybe_resume(self) -> None:
         t = self.config.train
         path = self.resumed_from
+        if t.resume_from_checkpoint is None and t.overwrite_output_dir:
+            if self.accelerator.is_main_process:
+                checkpoints.clear_earlier_run(self.run_dir)
+            self.accelerator.wait_for_everyone()
         if t.resume_from_checkpoint is not None and path is None:
             logger.warning(
                 "no complete checkpoint under %s: starting a new run", checkpoints.checkpoints_dir(self.run_dir)
