@@ -130,8 +130,9 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
     assert all(row["timed_steps"] == 2 for row in report["rows"]), "every pipeline timed the steps asked for"
 
 
-def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeypatch):
-    """A compile mode or batch size the device refuses is one failed row, not the loss of every row after it."""
+@pytest.fixture
+def throughput(tmp_path, monkeypatch):
+    """The throughput benchmark over two images, with a reference loop of 10 images/s that does not run."""
     from vae_restore.benchmarks import throughput
 
     write_images(tmp_path / "images", 2)
@@ -140,6 +141,11 @@ def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeyp
         "reference_throughput",
         lambda files, device, measure_steps: {"pipeline": "ref", "batch_size": 64, "images_per_s": 10.0},
     )
+    return throughput
+
+
+def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeypatch, throughput):
+    """A compile mode or batch size the device refuses is one failed row, not the loss of every row after it."""
 
     def fake_trainer(config, steps, pipeline):
         if config.train.compile_mode == "reduce-overhead":
@@ -165,15 +171,7 @@ def test_throughput_benchmark_reports_a_failed_row_and_goes_on(tmp_path, monkeyp
     assert "CUDA graphs refused" in throughput.failed_rows(report)[0]["error"]
 
 
-def test_throughput_benchmark_times_each_channel_padding(tmp_path, monkeypatch):
-    from vae_restore.benchmarks import throughput
-
-    write_images(tmp_path / "images", 2)
-    monkeypatch.setattr(
-        throughput,
-        "reference_throughput",
-        lambda files, device, measure_steps: {"pipeline": "ref", "batch_size": 64, "images_per_s": 10.0},
-    )
+def test_throughput_benchmark_times_each_channel_padding(tmp_path, monkeypatch, throughput):
     padding_seen = []
 
     def fake_trainer(config, steps, pipeline):
