@@ -141,9 +141,12 @@ def test_unknown_stage_lists_the_stages():
 def test_a_finished_stage_names_the_next_command():
     from vae_restore.training.trainer import next_command
 
-    clear = build_config(None, {"stage": "clear", "output_dir": "runs/photos", "train_data": "/data/photos"})
+    clear = build_config(
+        None, {"stage": "clear", "output_dir": "runs/photos", "train_data": "/data/my photos", "preset": "fullres"}
+    )
     assert next_command(clear) == (
-        "accelerate launch launch/train.py --stage distorted --output_dir runs/photos (and its --train_data)"
+        "accelerate launch launch/train.py --stage distorted --output_dir runs/photos "
+        "--train_data '/data/my photos' --preset fullres"
     )
     assert next_command(build_config(None, {"stage": "clear"})) == "accelerate launch launch/train.py --stage distorted"
     distorted = build_config(None, {"stage": "distorted", "output_dir": "runs/photos"})
@@ -157,10 +160,15 @@ def test_a_finished_stage_names_the_next_command():
         ({"synthetic_ratio": "nan"}, "synthetic_ratio must be finite"),
         ({"kl_weight": "inf"}, "kl_weight must be finite"),
         ({"blur_sigma": "inf,inf"}, "blur_sigma must be finite"),
-        ({"motion_length": "5000,5000"}, "motion_length and crack_cell must stay within the crop"),
+        ({"stage": "distorted", "p_motion_blur": "0.5", "motion_length": "5,5000"}, "motion_length .* beyond the crop"),
         ({"noise_sigma": "-50,-40"}, "noise_sigma must be .low, high. with 0 <= low"),
     ],
 )
 def test_values_that_cannot_work_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_config(None, overrides)
+
+
+def test_ranges_of_distortions_not_in_use_are_not_bound_by_the_crop():
+    assert build_config(None, {"stage": "clear", "motion_length": "5,5000"}).distortions.motion_length[1] == 5000
+    assert build_config(None, {"stage": "distorted", "p_cracks": "0", "crack_cell": "10,900"}).data.crop_size == 128

@@ -112,6 +112,8 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
             "2",
             "--reference_steps",
             "2",
+            "--pad_channels_to",
+            "0,8",
             "--output",
             str(out),
         ],
@@ -124,7 +126,10 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     pipelines = [row["pipeline"] for row in report["rows"]]
-    assert pipelines[0].startswith("original-style") and pipelines[1] == "vae-restore trainer, Gaussian noise"
+    assert pipelines[0].startswith("original-style") and pipelines[1:] == [
+        "vae-restore trainer, Gaussian noise",
+        "vae-restore trainer + RGB channels padded to 8, Gaussian noise",  # the same folder, trained again
+    ]
     assert all(row["images_per_s"] > 0 for row in report["rows"])
     assert report["rows"][0]["ratio_to_reference"] == 1.0
     assert all(row["timed_steps"] == 2 for row in report["rows"]), "every pipeline timed the steps asked for"

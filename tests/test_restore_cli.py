@@ -183,8 +183,11 @@ def test_restored_tiffs_of_every_colour_type_open_and_gifs_become_png(model_path
     pixels = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     rgb = Image.fromarray(pixels)
     (tmp_path / "in").mkdir()
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     for mode in ("L", "RGBA", "CMYK", "1", "RGB"):
-        rgb.convert(mode).save(tmp_path / "in" / f"{mode}.tif")
+        rgb.convert(mode).save(tmp_path / "in" / f"{mode}.tif", icc_profile=srgb if mode == "CMYK" else None)
     rgb.save(tmp_path / "in" / "anim.gif")
     names = sorted(str(p) for p in (tmp_path / "in").iterdir())
     assert main(["restore", *names, "--model", str(model_path), "--output", str(tmp_path / "out")]) == 0
@@ -192,6 +195,7 @@ def test_restored_tiffs_of_every_colour_type_open_and_gifs_become_png(model_path
         with Image.open(tmp_path / "out" / f"{mode}.tif") as out:
             out.load()
             assert (out.mode, out.size) == ("RGB", (40, 30)), mode
+            assert mode == "RGB" or "icc_profile" not in out.info, "a CMYK or grey profile misdescribes RGB"
     with Image.open(tmp_path / "out" / "anim.gif.png") as out:
         assert (out.format, out.mode) == ("PNG", "RGB"), "not quantised to a 256-colour palette"
 

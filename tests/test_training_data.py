@@ -297,3 +297,21 @@ def test_stage_clear_reads_every_clear_image_of_paired_data_partner_or_not(tmp_p
         load_training_data(config(tmp_path, data_layout=layout), seed=0)
     data = load_training_data(config(tmp_path, data_layout=layout), seed=0, pairs=False)
     assert data.num_images + len(data.val) == 6 and not data.paired
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_both_stages_hold_back_the_same_images_when_some_lack_a_partner(tmp_path, seed):
+    """Else stage distorted would validate on images stage clear trained on."""
+    from vae_restore.data.training_data import split_readable
+
+    write_images(tmp_path / "clear", 12, size=(40, 40))
+    write_images(tmp_path / "distorted", 8, size=(40, 40))
+    distorted = find_records(tmp_path, allow_unpaired=True)
+    clear = find_records(tmp_path, clear_side=True)
+    assert len(distorted) == 8 and len(clear) == 12
+    readable = {p: 1 for r in clear + distorted for p in (r.clear, r.distorted) if p is not None}
+    _, held_distorted = split_readable(distorted, readable, 0.25, seed)
+    trained_clear, held_clear = split_readable(clear, readable, 0.25, seed)
+    assert {r.clear for r in held_clear} == {r.clear for r in held_distorted}
+    assert not {r.clear for r in trained_clear} & {r.clear for r in held_clear}
+    assert len(trained_clear) + len(held_clear) == 12

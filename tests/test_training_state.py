@@ -232,10 +232,17 @@ def test_config_json_records_the_resolved_parent_and_precision(tmp_path):
     """So that `--config RUN_DIR/config.json` in another --output_dir repeats the run."""
     torch.set_num_threads(1)
     fit_in_process(config_for(tmp_path))
-    fit_in_process(config_for(tmp_path, stage="distorted"))
+    fit_in_process(config_for(tmp_path, stage="distorted", checkpointing_steps=2))
     saved = json.loads((tmp_path / "out" / "distorted" / "config.json").read_text())["train"]
     assert saved["init_from"] == str((tmp_path / "out" / "clear" / "model.safetensors").resolve())
     assert saved["mixed_precision"] == "no"
+    fit_in_process(
+        config_for(
+            tmp_path, stage="distorted", max_train_steps=3, checkpointing_steps=2, resume_from_checkpoint="latest"
+        )
+    )
+    resumed = json.loads((tmp_path / "out" / "distorted" / "config.json").read_text())["train"]
+    assert resumed["resume_from_checkpoint"] is None and resumed["max_train_steps"] == 3
 
 
 def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
@@ -245,7 +252,14 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
     before = (run / "model.safetensors").read_bytes()
     with pytest.raises(CheckpointError, match="holds the weights of a finished run"):
         fit_in_process(config_for(tmp_path, seed=1))
+    with pytest.raises(CheckpointError, match="holds the weights of a finished run and no checkpoint to resume"):
+        fit_in_process(config_for(tmp_path, seed=1, resume_from_checkpoint="latest"))
     assert (run / "model.safetensors").read_bytes() == before
+    (run / "logs").mkdir()
+    (run / "logs" / "events.old").write_text("the earlier run's curves")
     fit_in_process(config_for(tmp_path, seed=1, max_train_steps=1, overwrite_output_dir=True))
     assert (run / "model.safetensors").read_bytes() != before
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000001.png"], "no grid of the old run"
+    assert not (run / "logs" / "events.old").exists()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["overwrite_output_dir"] is False, "--config config.json elsewhere must not delete a run"

@@ -32,8 +32,8 @@ def run_with_clear_errors(main: Callable[[], int]) -> int:
         if (e.name or "").split(".")[0] not in TRAINING_MODULES:
             raise
         print(
-            f"error: {e.name} is not installed; this command needs the train extra: in a clone of the repository, "
-            "pip install -e '.[train,infer]'",
+            f"error: {e.name} is not installed; this command needs the train extra: pip install 'vae-restore[train]' "
+            "(in a clone of the repository: pip install -e '.[train,infer]')",
             file=sys.stderr,
         )
         return 2

@@ -239,10 +239,17 @@ class Config:
                 0 <= self.data.noise_sigma[0] <= self.data.noise_sigma[1],
                 "noise_sigma must be (low, high) with 0 <= low <= high",
             ),
-            (
-                max(d.blur_sigma[1], d.motion_length[1], d.crack_cell[1]) <= self.data.crop_size,
-                f"blur_sigma, motion_length and crack_cell must stay within the crop ({self.data.crop_size} pixels)",
-            ),
+            *[
+                (
+                    t.stage == "clear" or chance == 0 or span[1] <= self.data.crop_size,
+                    f"{name} {span} reaches beyond the crop ({self.data.crop_size} pixels)",
+                )
+                for name, chance, span in (
+                    ("blur_sigma", d.p_gaussian_blur, d.blur_sigma),
+                    ("motion_length", d.p_motion_blur, d.motion_length),
+                    ("crack_cell", d.p_cracks, d.crack_cell),
+                )
+            ],
             (0.0 <= self.data.synthetic_ratio <= 1.0, "synthetic_ratio must be in [0, 1]"),
             (
                 self.data.synthetic_ratio == 0 or round(self.data.synthetic_ratio * t.train_batch_size) > 0,

@@ -94,6 +94,7 @@ def stage_config(
         "checkpoints_total_limit": 1,
         "report_to": "none",
         "mixed_precision": "bf16" if setup.device == "cuda" else "no",
+        "overwrite_output_dir": True,  # a rerun of the benchmark retrains (its calibration too)
     }
     overrides = {**optimiser_overrides(stage.optimiser), "train_batch_size": setup.train_batch_size}
     return build_config(stage.config, {**overrides, **recipe.overrides, **infra})

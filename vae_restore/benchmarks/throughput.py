@@ -54,6 +54,7 @@ def benchmark_config(
         train_batch_size=batch_size,
         mixed_precision=mixed_precision,
         report_to="none",
+        overwrite_output_dir=True,  # every row of one batch size trains in the same folder
         compile=compile_mode is not None,
         compile_mode=compile_mode or "default",
         pad_channels_to=pad_channels_to,

@@ -13,9 +13,11 @@ ORIENTATION = 0x0112  # EXIF tag; the decoded pixels are already upright
 FORMAT_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}  # 4:4:4: no chroma loss
 PALETTE_ONLY = {"GIF"}  # 256 colours at most: a restoration written there would be quantised
 # A TIFF's "EXIF" is its own first IFD, which describes its pixels (size, bit depth, colour type, samples,
-# strips, compression...): carried over to the RGB output, they would make it unreadable.
-TIFF_LAYOUT_TAGS = frozenset(
+# strips, compression..., and its ICC profile, 34675): carried over to the RGB output, they would make it
+# unreadable or misdescribe its colours (an RGB source's profile is passed on as icc_profile).
+TIFF_PIXEL_TAGS = frozenset(
     {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338, 339, 530, 532}
+    | {34675}
 )
 
 
@@ -44,7 +46,7 @@ def source_metadata(source: Path, max_pixels: int | None = None) -> dict:
                 options["icc_profile"] = image.info["icc_profile"]
             exif = image.getexif()
             if image.format == "TIFF":
-                for tag in TIFF_LAYOUT_TAGS & set(exif):
+                for tag in TIFF_PIXEL_TAGS & set(exif):
                     del exif[tag]
             if exif:
                 if ORIENTATION in exif:

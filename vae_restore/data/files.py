@@ -101,7 +101,8 @@ def find_records(
     """The examples under `folder` (or in a manifest file), paired when the layout is paired.
 
     Unpaired files are an error listing the first ten with the count, or with `allow_unpaired` a warning.
-    `clear_side` (stage clear): every clear image of a paired layout once, partner or not; no pairing.
+    `clear_side` (stage clear): the pairs, then each clear image without a partner (`distorted` None),
+    with no error for unpaired files: stage clear reads only the clear side.
     """
     from . import pairing
 
@@ -115,9 +116,9 @@ def find_records(
         manifest = path if path.is_file() else _manifest_in(path)
         if manifest is None:
             raise DataError(f"data_layout is manifest but {path} is not a manifest and holds none of {MANIFEST_NAMES}")
-        if clear_side:
-            return [ImageRecord(p) for p in pairing.manifest_clear_files(manifest)]
         result = pairing.read_manifest(manifest)
+        if clear_side:
+            return _with_partnerless(result.ordered(), pairing.manifest_clear_files(manifest))
     else:
         dirs = paired_dirs(path)
         if dirs is None:
@@ -125,8 +126,13 @@ def find_records(
                 f"data_layout is {chosen} but {path} has no clear/ and distorted/ sub-folders; "
                 "use data_layout auto or clear_only"
             )
-        if clear_side:
-            return [ImageRecord(p) for p in list_images(dirs[0])]
         pair = pairing.pair_same_name if chosen == "same_name" else pairing.pair_stem_prefix
         result = pair(*dirs)
+        if clear_side:
+            return _with_partnerless(result.ordered(), list_images(dirs[0]))
     return result.records(path, allow_unpaired)
+
+
+def _with_partnerless(pairs: list[ImageRecord], clear_files: list[Path]) -> list[ImageRecord]:
+    paired = {r.clear for r in pairs}
+    return pairs + [ImageRecord(p) for p in clear_files if p not in paired]

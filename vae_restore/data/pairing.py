@@ -38,6 +38,10 @@ class Pairing:
             logger.warning("%d file(s) in %s %s; they are left out (allow_unpaired)", count, source, self.reason)
         if not self.pairs:
             raise DataError(f"no distorted/clear pairs in {source}")
+        return self.ordered()
+
+    def ordered(self) -> list[ImageRecord]:
+        """The pairs in one order whatever the file system's: the validation split depends on it."""
         return sorted(self.pairs, key=lambda r: (str(r.clear), str(r.distorted)))
 
 

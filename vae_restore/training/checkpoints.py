@@ -60,6 +60,11 @@ def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) 
             )
         return None
     if request == "latest":
+        if not found and (run_dir / WEIGHTS_NAME).is_file() and not overwrite:
+            raise CheckpointError(
+                f"{run_dir} holds the weights of a finished run and no checkpoint to resume: start afresh in "
+                "another --output_dir, or replace that run with --overwrite_output_dir"
+            )
         return found[-1] if found else None
     path = Path(request)
     if not (path / STATE_FILE).is_file() and (checkpoints_dir(run_dir) / request / STATE_FILE).is_file():
@@ -182,12 +187,17 @@ def load_checkpoint(accelerator, path: Path, state: dict, data_generator: torch.
         ema.load(path)
 
 
+ABANDONED = "checkpoints-abandoned"
+EARLIER_RUN_FOLDERS = ("checkpoints", ABANDONED, "samples", "logs", "wandb")
+
+
 def clear_earlier_run(run_dir: Path) -> None:
-    """--overwrite_output_dir: what an earlier run left that the new one would mix with (its checkpoints,
-    weights and sample grids) goes before the new run writes anything."""
-    for leftover in (checkpoints_dir(run_dir), run_dir / "samples"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    (run_dir / WEIGHTS_NAME).unlink(missing_ok=True)
+    """--overwrite_output_dir: what an earlier run left that the new one would mix with (checkpoints,
+    weights, sample grids, tracker logs, its config.json) goes before the new run writes anything."""
+    for name in EARLIER_RUN_FOLDERS:
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for name in (WEIGHTS_NAME, "config.json"):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:
@@ -200,7 +210,7 @@ def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:
     later = [p for p in complete_checkpoints(run_dir) if int(CHECKPOINT_RE.match(p.name).group(1)) > step]
     moved = []
     for path in later:
-        target = run_dir / "checkpoints-abandoned" / path.name
+        target = run_dir / ABANDONED / path.name
         while target.exists():
             target = target.with_name(target.name + "+")
         target.parent.mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ import copy
 import functools
 import logging
 import os
+import shlex
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_obj
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..config import Config, TrainConfig, save_config
+from ..config import Config, ModelConfig, TrainConfig, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
@@ -66,9 +67,13 @@ def next_command(config: Config) -> str:
     """What a user runs after this stage: stage distorted from these weights, or the export."""
     t = config.train
     if t.stage == "clear":
-        output = "" if t.output_dir == TrainConfig.output_dir else f" --output_dir {t.output_dir}"
-        data = " (and its --train_data)" if config.data.train_data else ""
-        return f"accelerate launch launch/train.py --stage distorted{output}{data}"
+        given = {
+            "output_dir": None if t.output_dir == TrainConfig.output_dir else t.output_dir,
+            "train_data": config.data.train_data,
+            "preset": None if config.model.preset == ModelConfig.preset else config.model.preset,
+        }
+        flags = "".join(f" --{key} {shlex.quote(value)}" for key, value in given.items() if value)
+        return f"accelerate launch launch/train.py --stage distorted{flags}"
     return f"python -m export.onnx --checkpoint {config.run_dir} --output {Path(t.output_dir) / 'model.onnx'}"
 
 
@@ -489,6 +494,7 @@ class Trainer:
         repeats the run elsewhere: the precision `accelerate launch` gave, the weights stage distorted started from."""
         resolved = copy.deepcopy(self.config)
         resolved.train.mixed_precision = self.accelerator.mixed_precision
+        resolved.train.resume_from_checkpoint, resolved.train.overwrite_output_dir = None, False  # how, not what
         if self.parent is not None:
             resolved.train.init_from = str(self.parent.path)
         return resolved
