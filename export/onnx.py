@@ -18,7 +18,7 @@ if not __package__:  # run as a file: its folder would shadow the real `onnx` pa
 
 import argparse  # noqa: E402
 
-from vae_restore.cli_common import run_with_clear_errors  # noqa: E402
+from vae_restore.cli_common import add_switch, run_with_clear_errors  # noqa: E402
 
 
 def batch_sizes(text: str) -> tuple[int, ...]:
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ONNX file to write (must end in .onnx; the manifest goes to OUTPUT.json) (default model.onnx)",
     )
     parser.add_argument("--opset", type=opset, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--fp16", action="store_true", help="fp16 weights and compute, fp32 inputs/outputs")
+    add_switch(parser, "--fp16", "fp16 weights and compute, fp32 inputs/outputs (default false)")
     parser.add_argument(
         "--check_batch_sizes",
         type=batch_sizes,
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"parity: {case.describe()}")
         print(f"parity gate passed (max |Δ| {result.parity.worst.max_abs_diff:.3g} <= {result.parity.tolerance:g})")
         print(f"wrote {result.model} and {result.manifest}")
-        print(f"next: vae-restore restore IMAGE_OR_FOLDER --model {result.model} --output restored")
+        if args.part == "restore":  # a decoder graph is for other runtimes; the Restorer refuses it
+            print(f"next: vae-restore restore IMAGE_OR_FOLDER --model {result.model} --output restored")
         return 0
 
     return run_with_clear_errors(run)

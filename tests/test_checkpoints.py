@@ -27,6 +27,8 @@ def test_latest_ignores_temporary_and_incomplete_folders(tmp_path):
     with pytest.raises(CheckpointError, match="not a complete checkpoint"):
         checkpoints.resolve_resume(tmp_path, str(checkpoints.checkpoints_dir(tmp_path) / "checkpoint-12"))
     assert checkpoints.resolve_resume(tmp_path / "empty", "latest") is None
+    with pytest.raises(CheckpointError, match=r"checkpoint-7 does not exist; complete ones: \['checkpoint-2'"):
+        checkpoints.resolve_resume(tmp_path, "checkpoint-7")
 
 
 def test_rotation_keeps_the_resumed_checkpoint_and_the_newest(tmp_path):

@@ -144,11 +144,13 @@ def test_a_finished_stage_names_the_next_command():
     clear = build_config(
         None, {"stage": "clear", "output_dir": "runs/photos", "train_data": "/data/my photos", "preset": "fullres"}
     )
-    assert next_command(clear) == (
-        "accelerate launch launch/train.py --stage distorted --output_dir runs/photos "
-        "--train_data '/data/my photos' --preset fullres"
+    assert next_command(clear, 2, "bf16", cpu=False) == (
+        "accelerate launch --multi_gpu --num_processes 2 launch/train.py --stage distorted --output_dir=runs/photos "
+        "'--train_data=/data/my photos' --preset=fullres --mixed_precision=bf16"
     )
-    assert next_command(build_config(None, {"stage": "clear"})) == "accelerate launch launch/train.py --stage distorted"
+    assert next_command(build_config(None, {"stage": "clear"})) == (
+        "accelerate launch --cpu --num_processes 1 launch/train.py --stage distorted --mixed_precision=no"
+    )
     distorted = build_config(None, {"stage": "distorted", "output_dir": "runs/photos"})
     export = "python -m export.onnx --checkpoint runs/photos/distorted --output runs/photos/model.onnx"
     assert next_command(distorted) == export

@@ -192,3 +192,11 @@ def test_export_without_onnxruntime_stops_before_any_work(tmp_path, monkeypatch)
     with pytest.raises(ExportError, match="onnxruntime, which is not installed"):
         export_onnx(tmp_path / "missing.safetensors", tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_fp16_switch_is_spelled_like_every_boolean_flag():
+    from export.onnx import parse_args
+
+    assert parse_args(["--checkpoint", "run", "--fp16"]).fp16 is True
+    assert parse_args(["--checkpoint", "run", "--fp16", "false"]).fp16 is False
+    assert parse_args(["--checkpoint", "run"]).fp16 is False

@@ -67,6 +67,11 @@ def true_or_false(text: str) -> bool:
     return text.lower() in ("true", "1", "yes")
 
 
+def add_switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """A boolean flag spelled as every boolean of the toolkit: alone (true), or followed by true or false."""
+    parser.add_argument(name, nargs="?", const=True, default=False, type=true_or_false, metavar="true|false", help=help)
+
+
 def image_file(text: str) -> Path:
     """An argparse type: an image file to write, its format named by its suffix."""
     from .data.encode import writable_format

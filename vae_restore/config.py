@@ -104,7 +104,7 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     reconstruction: str = "bce"  # bce (the original code), l1, mse, charbonnier
-    kl_weight: float = 1.0
+    kl_weight: float = 1.0  # β, the KL term's weight (the original code: 1)
     kl_warmup_steps: int = 0  # >0: the KL weight ramps linearly from kl_weight/N to kl_weight over N steps
     ssim_weight: float = 0.0  # >0: + ssim_weight·(1 - SSIM)·(values per image), on the scale of a per-pixel loss
 
@@ -396,7 +396,8 @@ def field_comments(cls: type) -> dict[str, str]:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per leaf key; unset flags are absent from the namespace so they don't override YAML."""
     for section, cls in _sections().items():
-        group = parser.add_argument_group(section)
+        own_doc = cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}(")  # not dataclass's signature
+        group = parser.add_argument_group(section, description=inspect.cleandoc(cls.__doc__) if own_doc else None)
         comments = field_comments(cls)
         for f in dataclasses.fields(cls):
             hint = _hints(section)[f.name]

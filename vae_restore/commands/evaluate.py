@@ -12,7 +12,7 @@ NAME = "evaluate"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli_common import true_or_false
+    from ..cli_common import add_switch
 
     parser.add_argument("--checkpoint", required=True, help="a run folder or its model.safetensors")
     parser.add_argument("--data", required=True, help="paired folder (clear/ + distorted/) or a folder of clear images")
@@ -30,12 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="score only the first N files (sorted by name; unreadable ones count) (default: all)",
     )
-    parser.add_argument(
+    add_switch(
+        parser,
         "--allow_unpaired",
-        type=true_or_false,
-        default=False,
-        metavar="BOOL",
-        help="paired data: score the pairs that exist and warn about files without a partner (default false)",
+        "paired data: score the pairs that exist and warn about files without a partner (default false)",
     )
     parser.add_argument(
         "--baselines",

@@ -14,6 +14,7 @@ NAME = "import-original"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="the original code's vae_model.pth (a state dict)")
     parser.add_argument("output_dir", type=Path, help="run folder to create")
+    # store_true, not add_switch: a switch taking an optional value would swallow the positional that follows it
     parser.add_argument("--overwrite", action="store_true", help="replace the weights and config.json already there")
 
 

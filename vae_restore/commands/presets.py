@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_common import add_switch
+
 NAME = "presets"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the presets' fields and costs as JSON")
+    add_switch(parser, "--json", "print the presets' fields and costs as JSON (default false)")
 
 
 def run(args: argparse.Namespace) -> int:

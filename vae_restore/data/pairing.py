@@ -33,7 +33,7 @@ class Pairing:
                 more = f"\n  ... and {count - SHOWN_UNPAIRED} more" if count > SHOWN_UNPAIRED else ""
                 raise DataError(
                     f"{count} file(s) in {source} {self.reason}:\n  {listed}{more}\n"
-                    "fix the names, or pass --allow_unpaired true to train on the pairs that exist"
+                    "fix the names, or pass --allow_unpaired true to use the pairs that exist"
                 )
             logger.warning("%d file(s) in %s %s; they are left out (allow_unpaired)", count, source, self.reason)
         if not self.pairs:

@@ -70,10 +70,9 @@ def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) 
     if not (path / STATE_FILE).is_file() and (checkpoints_dir(run_dir) / request / STATE_FILE).is_file():
         path = checkpoints_dir(run_dir) / request
     if not (path / STATE_FILE).is_file():
-        raise CheckpointError(
-            f"{path} is not a complete checkpoint (no {STATE_FILE}); "
-            f"complete ones: {[p.name for p in complete_checkpoints(run_dir)]}"
-        )
+        what = f"is not a complete checkpoint (no {STATE_FILE})" if path.exists() else "does not exist"
+        complete = [p.name for p in complete_checkpoints(run_dir)]
+        raise CheckpointError(f"{path} {what}; complete ones: {complete}")
     return path
 
 

@@ -71,10 +71,14 @@ def resume_command(
         if arg.startswith(tuple(f"{flag}=" for flag in REPLACED)):
             continue
         kept.append(arg)
-    if num_processes > 1:  # several CPU processes: only the environment variable gives them one process group
-        launcher = ["ACCELERATE_USE_CPU=1"] * cpu + ["accelerate", "launch", "--multi_gpu"]
-    else:
-        launcher = ["accelerate", "launch"] + ["--cpu"] * cpu
-    launcher += ["--num_processes", str(num_processes)]
     resume = ["--mixed_precision", mixed_precision, "--resume_from_checkpoint", "latest"]
-    return shlex.join([*launcher, script, *kept, *resume])
+    return shlex.join([*launcher(num_processes, cpu), script, *kept, *resume])
+
+
+def launcher(num_processes: int, cpu: bool) -> list[str]:
+    """`accelerate launch` with this run's process count and device, whatever the default accelerate config says."""
+    if num_processes > 1:  # several CPU processes: only the environment variable gives them one process group
+        command = ["ACCELERATE_USE_CPU=1"] * cpu + ["accelerate", "launch", "--multi_gpu"]
+    else:
+        command = ["accelerate", "launch"] + ["--cpu"] * cpu
+    return [*command, "--num_processes", str(num_processes)]

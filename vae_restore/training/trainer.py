@@ -31,7 +31,7 @@ from . import checkpoints
 from .ema import EMA
 from .monitor import TERMS, LossWindow, NonFiniteLoss
 from .optim import build_optimizer, build_scheduler
-from .preemption import PreemptionGuard, resume_command
+from .preemption import PreemptionGuard, launcher, resume_command
 from .preflight import check_output_dir, required_bytes
 from .tracking import log_image, prepare_tracker_env
 from .validation import NonFiniteRestoration, build_validation_set, run_validation
@@ -63,17 +63,18 @@ def resolve_parent(config: Config) -> Parent | None:
     return Parent(path.resolve(), sha256_file(path))
 
 
-def next_command(config: Config) -> str:
-    """What a user runs after this stage: stage distorted from these weights, or the export."""
+def next_command(config: Config, num_processes: int = 1, mixed_precision: str = "no", cpu: bool = True) -> str:
+    """What a user runs after this stage: stage distorted from these weights, on the same processes, or the export."""
     t = config.train
     if t.stage == "clear":
         given = {
             "output_dir": None if t.output_dir == TrainConfig.output_dir else t.output_dir,
             "train_data": config.data.train_data,
             "preset": None if config.model.preset == ModelConfig.preset else config.model.preset,
+            "mixed_precision": mixed_precision,
         }
-        flags = "".join(f" --{key} {shlex.quote(value)}" for key, value in given.items() if value)
-        return f"accelerate launch launch/train.py --stage distorted{flags}"
+        flags = [f"--{key}={value}" for key, value in given.items() if value]
+        return shlex.join([*launcher(num_processes, cpu), "launch/train.py", "--stage", "distorted", *flags])
     return f"python -m export.onnx --checkpoint {config.run_dir} --output {Path(t.output_dir) / 'model.onnx'}"
 
 
@@ -534,7 +535,7 @@ class Trainer:
             save_config(self.resolved_config(), self.run_dir / "config.json", summary)
             acc.print(
                 f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}\n"
-                f"next: {next_command(self.config)}"
+                f"next: {next_command(self.config, acc.num_processes, acc.mixed_precision, acc.device.type == 'cpu')}"
             )
         acc.wait_for_everyone()  # no process may tear down the process group while another still uses it
         acc.end_training()
