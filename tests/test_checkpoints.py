@@ -29,6 +29,8 @@ def test_latest_ignores_temporary_and_incomplete_folders(tmp_path):
     assert checkpoints.resolve_resume(tmp_path / "empty", "latest") is None
     with pytest.raises(CheckpointError, match=r"checkpoint-7 does not exist; complete ones: \['checkpoint-2'"):
         checkpoints.resolve_resume(tmp_path, "checkpoint-7")
+    with pytest.raises(CheckpointError, match="checkpoint-12 is not a complete checkpoint"):
+        checkpoints.resolve_resume(tmp_path, "checkpoint-12")  # by name, from anywhere
 
 
 def test_rotation_keeps_the_resumed_checkpoint_and_the_newest(tmp_path):

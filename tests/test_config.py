@@ -142,11 +142,18 @@ def test_a_finished_stage_names_the_next_command():
     from vae_restore.training.trainer import next_command
 
     clear = build_config(
-        None, {"stage": "clear", "output_dir": "runs/photos", "train_data": "/data/my photos", "preset": "fullres"}
+        None,
+        {
+            "stage": "clear",
+            "output_dir": "runs/photos",
+            "train_data": "/data/my photos",
+            "preset": "fullres",
+            "seed": 3,
+        },
     )
-    assert next_command(clear, 2, "bf16", cpu=False) == (
+    assert next_command(clear, 2, "bf16", cpu=False) == (  # what decides the data, its split and the network
         "accelerate launch --multi_gpu --num_processes 2 launch/train.py --stage distorted --output_dir=runs/photos "
-        "'--train_data=/data/my photos' --preset=fullres --mixed_precision=bf16"
+        "'--train_data=/data/my photos' --seed=3 --preset=fullres --mixed_precision=bf16"
     )
     assert next_command(build_config(None, {"stage": "clear"})) == (
         "accelerate launch --cpu --num_processes 1 launch/train.py --stage distorted --mixed_precision=no"

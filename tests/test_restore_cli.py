@@ -266,7 +266,7 @@ def test_restore_runs_in_the_inference_only_install(model_path, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "[2/2]" in result.stderr and "restored 2 of 2" in result.stdout
-    assert "this command needs the train extra: in a clone of the repository, pip install -e" in result.stderr
+    assert "this command needs the train extra: pip install 'vae-restore[train]' (in a clone" in result.stderr
     assert Image.open(tmp_path / "out" / "img_000.png").size == (90, 70)
     hidden = "import runpy, sys\nfrom vae_restore.cli_common import TRAINING_MODULES\n"
     hidden += "sys.modules.update(dict.fromkeys(TRAINING_MODULES))\n"

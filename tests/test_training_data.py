@@ -281,37 +281,3 @@ def test_an_unreadable_version_of_a_held_back_image_keeps_its_clear_file_out_of_
     assert held in {r.clear for r in val}
     assert held not in {r.clear for r in train}
     assert len(train) + len(val) == len(records), "the unreadable record stays, to be reported"
-
-
-@pytest.mark.parametrize("layout", ["same_name", "manifest"])
-def test_stage_clear_reads_every_clear_image_of_paired_data_partner_or_not(tmp_path, layout):
-    """Stage clear learns clear images: unpaired files (a clear one without partner, a stray distorted
-    one) are none of its business."""
-    write_images(tmp_path / "clear", 6, size=(140, 150))
-    write_images(tmp_path / "distorted", 3, size=(140, 150))
-    (tmp_path / "distorted" / "stray.png").write_bytes((tmp_path / "distorted" / "img_000.png").read_bytes())
-    if layout == "manifest":
-        rows = [f"distorted/img_00{i}.png,clear/img_00{i}.png" for i in range(6)]  # 3 name missing files
-        (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(DataError, match="have no partner|name files that do not exist"):
-        load_training_data(config(tmp_path, data_layout=layout), seed=0)
-    data = load_training_data(config(tmp_path, data_layout=layout), seed=0, pairs=False)
-    assert data.num_images + len(data.val) == 6 and not data.paired
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_both_stages_hold_back_the_same_images_when_some_lack_a_partner(tmp_path, seed):
-    """Else stage distorted would validate on images stage clear trained on."""
-    from vae_restore.data.training_data import split_readable
-
-    write_images(tmp_path / "clear", 12, size=(40, 40))
-    write_images(tmp_path / "distorted", 8, size=(40, 40))
-    distorted = find_records(tmp_path, allow_unpaired=True)
-    clear = find_records(tmp_path, clear_side=True)
-    assert len(distorted) == 8 and len(clear) == 12
-    readable = {p: 1 for r in clear + distorted for p in (r.clear, r.distorted) if p is not None}
-    _, held_distorted = split_readable(distorted, readable, 0.25, seed)
-    trained_clear, held_clear = split_readable(clear, readable, 0.25, seed)
-    assert {r.clear for r in held_clear} == {r.clear for r in held_distorted}
-    assert not {r.clear for r in trained_clear} & {r.clear for r in held_clear}
-    assert len(trained_clear) + len(held_clear) == 12

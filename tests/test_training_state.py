@@ -257,7 +257,8 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
     assert (run / "model.safetensors").read_bytes() == before
     (run / "logs").mkdir()
     (run / "logs" / "events.old").write_text("the earlier run's curves")
-    fit_in_process(config_for(tmp_path, seed=1, max_train_steps=1, overwrite_output_dir=True))
+    overwrite = {"overwrite_output_dir": True, "resume_from_checkpoint": "latest"}  # nothing to resume: a new run
+    fit_in_process(config_for(tmp_path, seed=1, max_train_steps=1, **overwrite))
     assert (run / "model.safetensors").read_bytes() != before
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000001.png"], "no grid of the old run"
     assert not (run / "logs" / "events.old").exists()

@@ -127,7 +127,7 @@ class OptimConfig:
 class TrainConfig:
     stage: str = "clear"  # clear, distorted
     output_dir: str = "runs"  # each stage's run folder is OUTPUT_DIR/<stage>
-    overwrite_output_dir: bool = False  # a new run may replace an earlier one's weights, checkpoints and samples
+    overwrite_output_dir: bool = False  # a new run deletes an earlier one's weights, checkpoints, samples, logs
     init_from: str | None = None  # stage distorted's start: weights or a run folder; None: OUTPUT_DIR/clear
     seed: int = 0  # weights, crops, distortions and the validation split
     max_train_steps: int = 300  # optimizer steps

@@ -95,14 +95,10 @@ def detect_layout(path: Path) -> str:
     return "same_name" if 2 * shared > len(distorted_names) else "stem_prefix"
 
 
-def find_records(
-    folder: str | Path, layout: str = "auto", allow_unpaired: bool = False, clear_side: bool = False
-) -> list[ImageRecord]:
+def find_records(folder: str | Path, layout: str = "auto", allow_unpaired: bool = False) -> list[ImageRecord]:
     """The examples under `folder` (or in a manifest file), paired when the layout is paired.
 
     Unpaired files are an error listing the first ten with the count, or with `allow_unpaired` a warning.
-    `clear_side` (stage clear): the pairs, then each clear image without a partner (`distorted` None),
-    with no error for unpaired files: stage clear reads only the clear side.
     """
     from . import pairing
 
@@ -117,8 +113,6 @@ def find_records(
         if manifest is None:
             raise DataError(f"data_layout is manifest but {path} is not a manifest and holds none of {MANIFEST_NAMES}")
         result = pairing.read_manifest(manifest)
-        if clear_side:
-            return _with_partnerless(result.ordered(), pairing.manifest_clear_files(manifest))
     else:
         dirs = paired_dirs(path)
         if dirs is None:
@@ -128,11 +122,4 @@ def find_records(
             )
         pair = pairing.pair_same_name if chosen == "same_name" else pairing.pair_stem_prefix
         result = pair(*dirs)
-        if clear_side:
-            return _with_partnerless(result.ordered(), list_images(dirs[0]))
     return result.records(path, allow_unpaired)
-
-
-def _with_partnerless(pairs: list[ImageRecord], clear_files: list[Path]) -> list[ImageRecord]:
-    paired = {r.clear for r in pairs}
-    return pairs + [ImageRecord(p) for p in clear_files if p not in paired]

@@ -38,10 +38,6 @@ class Pairing:
             logger.warning("%d file(s) in %s %s; they are left out (allow_unpaired)", count, source, self.reason)
         if not self.pairs:
             raise DataError(f"no distorted/clear pairs in {source}")
-        return self.ordered()
-
-    def ordered(self) -> list[ImageRecord]:
-        """The pairs in one order whatever the file system's: the validation split depends on it."""
         return sorted(self.pairs, key=lambda r: (str(r.clear), str(r.distorted)))
 
 
@@ -122,15 +118,6 @@ def _manifest_rows(manifest: Path) -> list[tuple[int, str, str]]:
             raise DataError(f"{manifest} line {n}: expected distorted,clear but got {row!r}")
         rows.append((n, row[columns[0]].strip(), row[columns[1]].strip()))
     return rows
-
-
-def manifest_clear_files(manifest: Path) -> list[Path]:
-    """The clear files `manifest` names that exist, each once (stage clear needs no partners)."""
-    root = manifest.parent
-    found = [root / clear for _, _, clear in _manifest_rows(manifest) if (root / clear).is_file()]
-    if not found:
-        raise DataError(f"manifest {manifest} names no clear file that exists")
-    return list(dict.fromkeys(found))
 
 
 def read_manifest(manifest: Path) -> Pairing:

@@ -100,18 +100,12 @@ def split_readable(
 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """`split_records` over the records whose files open: a corrupt file held back would leave validation
     without images and stop the run, depending on the seed. The others join the side of their clear file
-    (else training), to be reported there: stage clear would otherwise train on a held-back clear image.
-
-    Both stages must hold back the same images: in paired data the split is over the pairs, and a clear
-    image without a partner (which only stage clear reads) always trains."""
-    paired = any(r.distorted is not None for r in records)
-    alone = [r for r in records if paired and r.distorted is None]
-    records = [r for r in records if not (paired and r.distorted is None)]
+    (else training), to be reported there: stage clear would otherwise train on a held-back clear image."""
     opens = [all(sizes[p] is not None for p in files_of([r])) for r in records]
     train, val = split_records([r for r, ok in zip(records, opens, strict=True) if ok], fraction, seed)
     held = {r.clear for r in val}
     broken = [r for r, ok in zip(records, opens, strict=True) if not ok]
-    return train + [r for r in broken if r.clear not in held] + alone, val + [r for r in broken if r.clear in held]
+    return train + [r for r in broken if r.clear not in held], val + [r for r in broken if r.clear in held]
 
 
 def choose_pixel_cache(
@@ -239,15 +233,15 @@ def load_training_data(
 ) -> TrainingData:
     """Find, pair, split and decode the data of `config`; fail before training on anything `strict_data` forbids.
 
-    `pairs=False` (stage clear) decodes only the clear files of paired data, each once, partner or not.
+    `pairs=False` (stage clear) decodes only the clear files of paired data, each once.
     """
     device = torch.device(device)
     if config.train_data is None:
         return _embedded(config, seed, device, shard)
-    records = find_records(config.train_data, config.data_layout, config.allow_unpaired, clear_side=not pairs)
+    records = find_records(config.train_data, config.data_layout, config.allow_unpaired)
     sizes = functools.cache(functools.partial(header_sizes, files_of(records)))  # headers read once, if at all
     if config.val_data is not None:
-        val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired, clear_side=not pairs)
+        val_records = find_records(config.val_data, config.data_layout, config.allow_unpaired)
     else:
         records, val_records = split_readable(records, sizes(), config.val_fraction, seed)
     if not pairs:

@@ -70,6 +70,7 @@ def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) 
     if not (path / STATE_FILE).is_file() and (checkpoints_dir(run_dir) / request / STATE_FILE).is_file():
         path = checkpoints_dir(run_dir) / request
     if not (path / STATE_FILE).is_file():
+        path = path if path.exists() else checkpoints_dir(run_dir) / request
         what = f"is not a complete checkpoint (no {STATE_FILE})" if path.exists() else "does not exist"
         complete = [p.name for p in complete_checkpoints(run_dir)]
         raise CheckpointError(f"{path} {what}; complete ones: {complete}")

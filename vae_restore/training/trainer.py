@@ -19,7 +19,7 @@ from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_obj
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..config import Config, ModelConfig, TrainConfig, save_config
+from ..config import Config, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
@@ -67,13 +67,12 @@ def next_command(config: Config, num_processes: int = 1, mixed_precision: str = 
     """What a user runs after this stage: stage distorted from these weights, on the same processes, or the export."""
     t = config.train
     if t.stage == "clear":
-        given = {
-            "output_dir": None if t.output_dir == TrainConfig.output_dir else t.output_dir,
-            "train_data": config.data.train_data,
-            "preset": None if config.model.preset == ModelConfig.preset else config.model.preset,
-            "mixed_precision": mixed_precision,
-        }
-        flags = [f"--{key}={value}" for key, value in given.items() if value]
+        # What stage clear was given that decides the data, the held-back images and the network.
+        flat = {key.split(".")[-1]: value for key, value in config.flat().items()}
+        defaults = {key.split(".")[-1]: value for key, value in Config().flat().items()}
+        shared = ("output_dir", "train_data", "val_data", "val_fraction", "data_layout", "seed", "preset")
+        flags = [f"--{key}={flat[key]}" for key in shared if flat[key] != defaults[key]]
+        flags.append(f"--mixed_precision={mixed_precision}")
         return shlex.join([*launcher(num_processes, cpu), "launch/train.py", "--stage", "distorted", *flags])
     return f"python -m export.onnx --checkpoint {config.run_dir} --output {Path(t.output_dir) / 'model.onnx'}"
 
@@ -262,7 +261,7 @@ class Trainer:
     def maybe_resume(self) -> None:
         t = self.config.train
         path = self.resumed_from
-        if t.resume_from_checkpoint is None and t.overwrite_output_dir:
+        if path is None and t.overwrite_output_dir:  # a new run, asked for or because there is nothing to resume
             if self.accelerator.is_main_process:
                 checkpoints.clear_earlier_run(self.run_dir)
             self.accelerator.wait_for_everyone()
