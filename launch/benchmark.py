@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from vae_restore.cli_common import new_file, positive_int, positive_int_list, run_with_clear_errors
+from vae_restore.cli_common import count_or_zero, new_file, positive_int, positive_int_list, run_with_clear_errors
 
 
 def yaml_file(text: str) -> Path:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compile_mode", default="default", help="torch.compile mode, or none for eager (default: default)"
     )
     pp.add_argument("--mixture_config", type=yaml_file, help="this YAML's distortion mixture instead of Gaussian noise")
-    pp.add_argument("--pad_channels_to", type=channel_count, default=0, help="the RGB layers' channels padded to N")
+    pp.add_argument("--pad_channels_to", type=count_or_zero, default=0, help="the RGB layers' channels padded to N")
     pp.add_argument("--warmup_steps", type=positive_int, default=30, help="default 30")
     pp.add_argument("--timed_steps", type=positive_int, default=50, help="default 50")
     pp.add_argument("--profiled_steps", type=positive_int, default=10, help="steps in the kernel table (default 10)")
@@ -107,15 +107,8 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def channel_count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no padding) or a channel count, got {value}")
-    return value
-
-
 def channel_counts(text: str) -> list[int]:
-    return [channel_count(v) for v in text.split(",")]
+    return [count_or_zero(v) for v in text.split(",")]
 
 
 def name_list(text: str) -> list[str]:

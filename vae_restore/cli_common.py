@@ -41,9 +41,18 @@ def run_with_clear_errors(main: Callable[[], int]) -> int:
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
+    return _int_at_least(text, 1, "at least 1")
+
+
+def count_or_zero(text: str) -> int:
+    """An argparse type: 0 (none, off) or a count."""
+    return _int_at_least(text, 0, "0 or a positive count")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
 
 

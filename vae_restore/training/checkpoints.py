@@ -46,35 +46,30 @@ def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) 
     (its own would be rotated away in their favour, and `latest` would then resume the other run) or its
     final weights, unless `overwrite` (see `clear_earlier_run`)."""
     found = complete_checkpoints(run_dir)
+    if request is None and found and not overwrite:
+        raise CheckpointError(
+            f"{checkpoints_dir(run_dir)} holds checkpoints of an earlier run (newest: {found[-1].name}): "
+            "continue it with --resume_from_checkpoint latest, or start afresh in another --output_dir "
+            "(or with --overwrite_output_dir)"
+        )
+    new_run = request is None or (request == "latest" and not found)
+    if new_run and (run_dir / WEIGHTS_NAME).is_file() and not overwrite:
+        what = f" ({WEIGHTS_NAME})" if request is None else " and no checkpoint to resume"
+        raise CheckpointError(
+            f"{run_dir} holds the weights of a finished run{what}: start afresh in another --output_dir, or "
+            "replace that run with --overwrite_output_dir"
+        )
     if request is None:
-        if found and not overwrite:
-            raise CheckpointError(
-                f"{checkpoints_dir(run_dir)} holds checkpoints of an earlier run (newest: {found[-1].name}): "
-                "continue it with --resume_from_checkpoint latest, or start afresh in another --output_dir "
-                "(or with --overwrite_output_dir)"
-            )
-        if (run_dir / WEIGHTS_NAME).is_file() and not overwrite:
-            raise CheckpointError(
-                f"{run_dir} holds the weights of a finished run ({WEIGHTS_NAME}): start afresh in another "
-                "--output_dir, or replace that run with --overwrite_output_dir"
-            )
         return None
     if request == "latest":
-        if not found and (run_dir / WEIGHTS_NAME).is_file() and not overwrite:
-            raise CheckpointError(
-                f"{run_dir} holds the weights of a finished run and no checkpoint to resume: start afresh in "
-                "another --output_dir, or replace that run with --overwrite_output_dir"
-            )
         return found[-1] if found else None
-    path = Path(request)
-    if not (path / STATE_FILE).is_file() and (checkpoints_dir(run_dir) / request / STATE_FILE).is_file():
-        path = checkpoints_dir(run_dir) / request
-    if not (path / STATE_FILE).is_file():
-        path = path if path.exists() else checkpoints_dir(run_dir) / request
+    candidates = [Path(request), checkpoints_dir(run_dir) / request]  # a path, or a name under RUN_DIR/checkpoints
+    complete = next((p for p in candidates if (p / STATE_FILE).is_file()), None)
+    if complete is None:
+        path = next((p for p in candidates if p.exists()), candidates[-1])
         what = f"is not a complete checkpoint (no {STATE_FILE})" if path.exists() else "does not exist"
-        complete = [p.name for p in complete_checkpoints(run_dir)]
-        raise CheckpointError(f"{path} {what}; complete ones: {complete}")
-    return path
+        raise CheckpointError(f"{path} {what}; complete ones: {[p.name for p in found]}")
+    return complete
 
 
 # What a resumed run must share with the run that wrote the checkpoint, or it would not continue it.
@@ -204,10 +199,11 @@ def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:
     """Move the checkpoints past `resumed` (the future of the timeline a resume abandons, e.g. after a
     divergence) to RUN_DIR/checkpoints-abandoned/: left in place, they would count as the newest, so
     rotation would delete the resumed run's own checkpoints and `latest` would return to them."""
-    step = int(CHECKPOINT_RE.match(resumed.name).group(1)) if CHECKPOINT_RE.match(resumed.name) else None
-    if step is None or resumed.resolve().parent != checkpoints_dir(run_dir).resolve():
+    found = complete_checkpoints(run_dir)  # oldest first
+    resolved = [p.resolve() for p in found]
+    if resumed.resolve() not in resolved:  # a checkpoint of another run folder
         return []
-    later = [p for p in complete_checkpoints(run_dir) if int(CHECKPOINT_RE.match(p.name).group(1)) > step]
+    later = found[resolved.index(resumed.resolve()) + 1 :]
     moved = []
     for path in later:
         target = run_dir / ABANDONED / path.name
