@@ -1,0 +1,66 @@
+"""Models that travel inside the package: `vae_restore/pretrained/<name>/` holds `model.onnx` (+ its manifest),
+`model.safetensors` (for fine-tuning) and a model card `README.md`.
+
+Nothing is downloaded: a name resolves to files of the installed package, or is an error naming the known ones.
+This module imports neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = "general"  # what `vae-restore restore`, `Restorer()` and `serve` use when no model is given
+ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+PREFIX = "pretrained:"  # `--init_from pretrained:<name>`
+
+
+def names() -> list[str]:
+    """The bundled models (folders that hold an ONNX graph), sorted."""
+    return sorted(p.parent.name for p in PRETRAINED_DIR.glob(f"*/{ONNX_FILE}"))
+
+
+def model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The folder of bundled model `name`.
+
+    Raises:
+        CheckpointError: no model of that name is bundled (the message lists the ones that are).
+    """
+    folder = PRETRAINED_DIR / name
+    if name not in names():
+        known = ", ".join(names()) or "none"
+        raise CheckpointError(f"no bundled model {name!r} (bundled: {known}); pass a model file instead")
+    return folder
+
+
+def onnx_path(name: str = DEFAULT_MODEL) -> Path:
+    """The bundled model's ONNX graph (its manifest lies beside it). Raises CheckpointError as `model_dir`."""
+    return model_dir(name) / ONNX_FILE
+
+
+def default_onnx() -> Path | None:
+    """The default bundled ONNX graph, or None when this install bundles none."""
+    return onnx_path() if DEFAULT_MODEL in names() else None
+
+
+def resolve_weights(spec: str) -> str:
+    """`pretrained:<name>` -> the bundled safetensors path; any other string is returned as it is."""
+    if not spec.startswith(PREFIX):
+        return spec
+    return str(model_dir(spec[len(PREFIX) :]) / WEIGHTS_FILE)
+
+
+def card_summary(name: str) -> str:
+    """The model card's first paragraph after its front matter and title (one line), or '' without a card."""
+    card = PRETRAINED_DIR / name / CARD_FILE
+    if not card.is_file():
+        return ""
+    text = card.read_text(encoding="utf-8")
+    if text.startswith("---"):
+        text = text.split("---", 2)[2]
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
+    return " ".join(paragraphs[0].split()) if paragraphs else ""
