@@ -32,6 +32,7 @@ STAGES = ("clear", "distorted")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
 PIXEL_CACHES = ("auto", "memory", "disk")
 RECONSTRUCTIONS = ("bce", "l1", "mse", "charbonnier")
+LOSS_REDUCTIONS = ("sum", "mean")
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 
@@ -107,6 +108,7 @@ class LossConfig:
     kl_weight: float = 1.0  # β, the KL term's weight (the original code: 1)
     kl_warmup_steps: int = 0  # >0: the KL weight ramps linearly from kl_weight/N to kl_weight over N steps
     ssim_weight: float = 0.0  # >0: + ssim_weight·(1 - SSIM)·(values per image), on the scale of a per-pixel loss
+    loss_reduction: str = "sum"  # sum (the original code): over an image's values / latent elements; mean: averaged
 
 
 @dataclass
@@ -209,6 +211,10 @@ class Config:
             (
                 lo.reconstruction in RECONSTRUCTIONS,
                 f"unknown reconstruction loss {lo.reconstruction!r}; choose from {', '.join(RECONSTRUCTIONS)}",
+            ),
+            (
+                lo.loss_reduction in LOSS_REDUCTIONS,
+                f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {lo.loss_reduction!r}",
             ),
             (lo.kl_weight >= 0, "kl_weight must be >= 0"),
             (lo.kl_warmup_steps >= 0 and lo.ssim_weight >= 0, "kl_warmup_steps and ssim_weight must be >= 0"),

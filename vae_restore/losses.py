@@ -1,4 +1,10 @@
-"""Reconstruction (+ SSIM) + β·KL, reported per image (sum over pixels, mean over the batch) as SPEC §2 asks."""
+"""Reconstruction (+ SSIM) + β·KL, reported per image and averaged over the batch.
+
+`loss_reduction` says what "per image" means. `sum` is the original code's: the reconstruction summed over
+an image's values and the KL over its latent elements, so β's effect changes with the crop size and the
+latent's size. `mean` averages both instead (per value, per latent element), so one β means the same for
+every preset and crop size.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +27,18 @@ class LossTerms(NamedTuple):
     kl: torch.Tensor
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, σ²) ‖ N(0, 1)) per image, summed over the latent dimensions."""
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+def _per_image(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    flat = values.flatten(1)
+    return flat.mean(1) if reduction == "mean" else flat.sum(1)
 
 
-def reconstruction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image sum over pixels; BCE works on logits so it is stable (and allowed) under autocast."""
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """KL(N(mu, σ²) ‖ N(0, 1)) per image, summed (or averaged) over the latent elements (vector or map)."""
+    return _per_image(-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()), reduction)
+
+
+def reconstruction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Per-image sum (or mean) over values; BCE works on logits so it is stable (and allowed) under autocast."""
     if kind == "bce":
         per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     else:
@@ -40,13 +51,13 @@ def reconstruction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -
             per_pixel = torch.sqrt(diff.square() + CHARBONNIER_EPS**2)
         else:
             raise ValueError(f"unknown reconstruction loss {kind!r}")
-    return per_pixel.flatten(1).sum(1)
+    return _per_image(per_pixel, reduction)
 
 
-def ssim_loss(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per image (1 - SSIM) times the number of values, so its weight compares with a per-pixel loss's."""
+def ssim_loss(restored: torch.Tensor, target: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Per image (1 - SSIM), times the number of values for `sum`, so its weight compares with a per-pixel loss's."""
     ssim = ssim_map(restored, target).flatten(2).mean(2).mean(1)
-    return (1.0 - ssim) * target[0].numel()
+    return (1.0 - ssim) * (1 if reduction == "mean" else target[0].numel())
 
 
 def kl_scale(config: LossConfig, step: int | None) -> float:
@@ -64,11 +75,11 @@ def loss_means(
     This is the elementwise bulk of the loss, kept apart so `--compile` can fuse it into a few kernels;
     β stays outside because it changes every step of a warm-up.
     """
-    logits, target = logits.float(), target.float()
-    recon = reconstruction_loss(config.reconstruction, logits, target)
+    logits, target, reduction = logits.float(), target.float(), config.loss_reduction
+    recon = reconstruction_loss(config.reconstruction, logits, target, reduction)
     if config.ssim_weight > 0:
-        recon = recon + config.ssim_weight * ssim_loss(torch.sigmoid(logits), target)
-    return recon.mean(), kl_divergence(mu.float(), logvar.float()).mean()
+        recon = recon + config.ssim_weight * ssim_loss(torch.sigmoid(logits), target, reduction)
+    return recon.mean(), kl_divergence(mu.float(), logvar.float(), reduction).mean()
 
 
 def vae_loss(

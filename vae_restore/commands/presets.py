@@ -1,4 +1,4 @@
-"""List the model presets with their parameter count and FLOPs per tile (choose one with --preset NAME)."""
+"""List the model presets with their parameter count and compute (choose one with --preset NAME)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         entries = {
-            name: {**p.to_dict(), "parameters": COSTS[name].parameters, "flops_per_tile": COSTS[name].flops}
+            name: {
+                **p.to_dict(),
+                "parameters": COSTS[name].parameters,
+                "flops_per_tile": COSTS[name].flops,
+                "gflops_per_megapixel": round(COSTS[name].gflops_per_megapixel, 2),
+            }
             for name, p in PRESETS.items()
         }
         print(json.dumps(entries, indent=2))
         return 0
-    print(f"{'preset':<10} {'parameters':>12} {'GFLOP/tile':>11}  description")
+    print(f"{'preset':<10} {'parameters':>12} {'GFLOP/tile':>11} {'GFLOP/MP':>9}  description")
     for name, preset in PRESETS.items():
         cost = COSTS[name]
-        tile = f"{preset.image_size}x{preset.image_size}"
-        print(f"{name:<10} {cost.parameters:>12,} {cost.gflops:>11.2f}  {DESCRIPTIONS[name]} ({tile} tiles)")
+        size = "any H×W" if preset.fully_convolutional else f"{preset.image_size}x{preset.image_size} tiles"
+        print(
+            f"{name:<10} {cost.parameters:>12,} {cost.gflops:>11.2f} {cost.gflops_per_megapixel:>9.1f}  "
+            f"{DESCRIPTIONS[name]} ({size})"
+        )
     return 0

@@ -1,33 +1,21 @@
-"""The VAE family: encoder -> (mu, logvar) -> z -> decoder with additive skips -> logits (sigmoid outside)."""
+"""The VAE family: encoder -> (mu, logvar) -> z -> decoder with additive skips -> logits (sigmoid outside).
+
+This module holds the FC-bottleneck architecture (`Preset.arch == "fc"`, the original network and its
+variants); `fullconv_arch` the fully convolutional one. `VAE` builds whichever the preset names.
+"""
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .channel_padding import PaddableConv2d, PaddableConvTranspose2d
+from .fullconv_arch import ConvDecoder, ConvEncoder
+from .outputs import EncoderOutput, VAEOutput
 from .presets import ORIGINAL, Preset
 
 RESIDUAL_EPS = 1e-3  # the input is clamped to [eps, 1 - eps] before its logit (8-bit steps are 3.9e-3)
-
-
-class EncoderOutput(NamedTuple):
-    mu: torch.Tensor
-    logvar: torch.Tensor
-    skips: tuple[torch.Tensor, ...]  # s1, s2, s3 (+ s0 at full resolution): `Preset.skip_shapes()` order
-
-
-class VAEOutput(NamedTuple):
-    logits: torch.Tensor
-    mu: torch.Tensor
-    logvar: torch.Tensor
-
-    @property
-    def restored(self) -> torch.Tensor:
-        return torch.sigmoid(self.logits)
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
@@ -122,8 +110,9 @@ class VAE(nn.Module):
     def __init__(self, preset: Preset = ORIGINAL):
         super().__init__()
         self.preset = preset
-        self.encoder = Encoder(preset)
-        self.decoder = Decoder(preset)
+        conv = preset.arch == "conv"
+        self.encoder = ConvEncoder(preset) if conv else Encoder(preset)
+        self.decoder = ConvDecoder(preset) if conv else Decoder(preset)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
         """Sample z by reparameterisation while training, use mu otherwise."""
@@ -141,5 +130,5 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def restore(self, x: torch.Tensor) -> torch.Tensor:
-        """Deterministic restoration of an N×3×S×S batch in [0, 1]: z = mu, no sampling."""
+        """Deterministic restoration of an N×3×H×W batch in [0, 1] (H×W: `Preset.fits`): z = mu, no sampling."""
         return torch.sigmoid(self.restoration_logits(x))

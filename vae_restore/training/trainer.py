@@ -169,11 +169,10 @@ class Trainer:
         model = VAE(get_preset(config.model.preset))
         if self.parent is not None and self.resumed_from is None:  # a resume's weights come from its checkpoint
             model.load_state_dict(load_parent(self.parent.path, model.preset).state_dict())
-        if config.data.crop_size != model.preset.image_size:
-            raise ConfigError(
-                f"crop_size {config.data.crop_size} does not fit preset {model.preset.name!r}, whose tiles are "
-                f"{model.preset.image_size}x{model.preset.image_size}: pass --crop_size {model.preset.image_size}"
-            )
+        crop, preset = config.data.crop_size, model.preset
+        if not preset.fits(crop, crop):
+            fix = f"a multiple of {preset.multiple}" if preset.fully_convolutional else str(preset.image_size)
+            raise ConfigError(f"crop_size {crop} does not fit preset {preset.name!r}: pass --crop_size {fix}")
         needed = required_bytes(
             sum(p.numel() for p in model.parameters()),
             t.max_train_steps,
