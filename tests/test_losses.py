@@ -69,3 +69,20 @@ def test_recipe_keys_are_flags_and_are_checked():
         build_config(None, {"ema_decay": "1.0"})
     with pytest.raises(ConfigError, match="ssim_weight"):
         build_config(None, {"ssim_weight": "-1"})
+
+
+def test_mean_reduction_makes_beta_independent_of_crop_and_latent_size():
+    torch.manual_seed(0)
+    for size in (32, 64):
+        target = torch.rand(2, 3, size, size)
+        logits = torch.logit(target.clamp(0.05, 0.95)) + 0.3
+        mu, logvar = torch.randn(2, 8, size // 8, size // 8), torch.randn(2, 8, size // 8, size // 8)
+        per_value = (torch.sigmoid(logits) - target).abs().flatten(1).mean(1)
+        assert torch.allclose(reconstruction_loss("l1", logits, target, "mean"), per_value)
+        assert torch.allclose(reconstruction_loss("l1", logits, target, "sum"), per_value * target[0].numel())
+        kl_sum, kl_mean = kl_divergence(mu, logvar, "sum"), kl_divergence(mu, logvar, "mean")
+        assert torch.allclose(kl_sum, kl_mean * mu[0].numel())
+        assert torch.allclose(
+            ssim_loss(torch.sigmoid(logits), target, "mean") * target[0].numel(),
+            ssim_loss(torch.sigmoid(logits), target, "sum"),
+        )

@@ -19,6 +19,7 @@ from vae_restore.models.presets import COSTS, Preset
 from vae_restore.models.vae_arch import input_logits
 
 NAMES = sorted(PRESETS)
+FC_NAMES = [name for name in NAMES if not PRESETS[name].fully_convolutional]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_original_cost_is_the_spec_figure():
     assert abs(COSTS["original"].gflops - 0.46) < 0.01  # SPEC §1: about 0.46 GFLOP per 128×128 tile
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FC_NAMES)
 def test_forward_shapes_and_range(models, name):
     model, preset = models[name], get_preset(name)
     x = torch.rand(2, 3, 128, 128)
@@ -166,3 +167,63 @@ def test_training_refuses_a_crop_size_the_preset_cannot_take(tmp_path):
     reset_accelerate_state()
     with pytest.raises(ConfigError, match="crop_size 96 does not fit preset 'original'.*--crop_size 128"):
         Trainer(config)
+
+
+@pytest.mark.parametrize("height, width", [(128, 128), (96, 160), (8, 24)])
+def test_fullconv_takes_any_multiple_of_its_multiple_with_a_spatial_latent(models, height, width):
+    model, preset = models["fullconv"], get_preset("fullconv")
+    assert preset.fully_convolutional and preset.multiple == 8 and preset.fits(height, width)
+    x = torch.rand(2, 3, height, width)
+    mu, logvar, skips = model.encoder(x)
+    assert mu.shape == logvar.shape == (2, preset.latent_dim, height // 8, width // 8)
+    assert [tuple(s.shape[1:]) for s in skips] == [
+        (c, height // 2**i, width // 2**i) for i, c in enumerate(preset.channels[:-1])
+    ]
+    out = model.restore(x)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not preset.fits(height + 4, width) and not get_preset("original").fits(96, 160)
+
+
+def test_fullconv_starts_as_the_identity_and_learns_through_its_clamp():
+    model = VAE(get_preset("fullconv"))
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(model.eval().restore(x), x.clamp(1e-4, 1 - 1e-4), atol=1e-5)  # zero-initialised tail
+    with torch.no_grad():
+        model.decoder.tail.bias.fill_(2.0)  # every prediction far above 1: clamped in the forward pass
+    model.train()
+    restored = model(x).restored
+    assert torch.allclose(restored, torch.full_like(x, 1 - 1e-4), atol=1e-5)
+    restored.sum().backward()
+    assert model.decoder.tail.bias.grad.abs().min() > 0  # the clamp passes gradients straight through
+
+
+def test_fullconv_samples_while_training_and_uses_mu_when_restoring(models):
+    model = VAE(get_preset("fullconv"))
+    with torch.no_grad():
+        model.decoder.tail.weight.normal_(0, 0.1)
+        model.encoder.logvar.bias.fill_(2.0)  # a wide posterior: samples differ visibly from mu
+    x = torch.rand(1, 3, 32, 32)
+    model.train()
+    a, b = model(x).logits, model(x).logits
+    assert (a - b).abs().max() > 1e-3
+    model.eval()
+    assert torch.equal(model(x).logits, model(x).logits)
+
+
+def test_a_conv_preset_needs_scales_and_blocks():
+    with pytest.raises(ConfigError, match="blocks >= 1"):
+        Preset(name="bad", arch="conv", channels=(16, 32), blocks=0)
+    with pytest.raises(ConfigError, match="4 channel counts"):
+        Preset(name="bad", channels=(16, 32, 64))
+    with pytest.raises(ConfigError, match="arch must be"):
+        Preset(name="bad", arch="transformer")
+
+
+def test_fullconv_trains_on_any_crop_that_is_a_multiple_of_8(tmp_path):
+    from vae_restore.config import build_config
+    from vae_restore.training import Trainer, reset_accelerate_state
+
+    overrides = {"preset": "fullconv", "crop_size": 100, "output_dir": str(tmp_path), "report_to": "none"}
+    reset_accelerate_state()
+    with pytest.raises(ConfigError, match="crop_size 100 does not fit preset 'fullconv'.*multiple of 8"):
+        Trainer(build_config(None, overrides))
