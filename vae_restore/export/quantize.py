@@ -1,0 +1,194 @@
+"""int8 export: static QDQ quantisation of a gated fp32 graph, calibrated on training crops, gated in image terms.
+
+Only the convolutions are quantised (per-channel int8 weights, uint8 activations, onnxruntime's QDQ format);
+the residual output, its clamp and the sigmoid stay fp32, so the restored values keep their full precision.
+The int8 graph is accepted only if it restores like the fp32 one: at least `MIN_PSNR_VS_FP32` dB between
+the two on held-back crops (inputs the calibration never saw), and an `awgn25` score against the clear
+images at most `MAX_SCORE_DROP_DB` below the fp32 graph's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, ExportError
+
+MIN_PSNR_VS_FP32 = 40.0
+MAX_SCORE_DROP_DB = 0.15
+GATE_DISTORTION = "awgn25"
+CALIBRATION_DISTORTIONS = (None, "awgn15", "awgn25", "awgn50", "jpeg20", "blur")  # inputs as users bring them
+CALIBRATION_CROPS = 48  # half calibrate, half are held back for the first gate
+CROP = 128
+GATE_IMAGES = 8  # the first N images of the gate folder, sorted by name
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    psnr_vs_fp32: float  # int8 restoration against fp32's, held-back crops, dB
+    fp32_score: float  # mean PSNR against the clear images, GATE_DISTORTION inputs
+    int8_score: float
+    images: int
+    calibration_crops: int
+
+    @property
+    def score_drop(self) -> float:
+        return self.fp32_score - self.int8_score
+
+    @property
+    def passed(self) -> bool:
+        return self.psnr_vs_fp32 >= MIN_PSNR_VS_FP32 and self.score_drop <= MAX_SCORE_DROP_DB
+
+    def describe(self) -> str:
+        return (
+            f"int8 vs fp32 {self.psnr_vs_fp32:.2f} dB on held-back crops (>= {MIN_PSNR_VS_FP32:g}); "
+            f"{GATE_DISTORTION} {self.int8_score:.3f} dB vs fp32 {self.fp32_score:.3f} dB over {self.images} images "
+            f"(drop {self.score_drop:.3f} <= {MAX_SCORE_DROP_DB:g})"
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "score_drop": self.score_drop, "passed": self.passed, "distortion": GATE_DISTORTION}
+
+
+def clear_images(folder: str | os.PathLike | None, limit: int | None = None) -> list[np.ndarray]:
+    """H×W×3 uint8 images of `folder` (sorted, the first `limit`), or the embedded samples when None."""
+    if folder is None:
+        from ..data.embedded import embedded_images
+
+        images = [image for _, image in embedded_images()]
+    else:
+        from ..data.decode import decode_rgb
+        from ..data.files import list_images
+
+        files = list_images(Path(folder))
+        if not files:
+            raise DataError(f"no images in {folder}")
+        images = [decode_rgb(path) for path in files[:limit]]
+    return images[:limit]
+
+
+def distort(images: np.ndarray, name: str | None, seed: int) -> np.ndarray:
+    """N×3×H×W float32 in [0, 1] -> the named distortion of it, rounded to 8 bits like a saved file."""
+    if name is None:
+        return images
+    import torch
+
+    from ..distortions.named import apply_named
+
+    out = apply_named(name, torch.from_numpy(images), seed).clamp(0, 1)
+    return ((out * 255).round() / 255).numpy().astype(np.float32)
+
+
+def training_crops(images: list[np.ndarray], count: int, seed: int) -> np.ndarray:
+    """`count` random CROP² crops (N×3×CROP×CROP float32), each distorted by one of CALIBRATION_DISTORTIONS."""
+    rng = np.random.default_rng(seed)
+    usable = [image for image in images if min(image.shape[:2]) >= CROP]
+    if not usable:
+        raise DataError(f"calibration needs images of at least {CROP}x{CROP} pixels")
+    crops = []
+    for i in range(count):
+        image = usable[i % len(usable)]
+        y, x = rng.integers(0, image.shape[0] - CROP + 1), rng.integers(0, image.shape[1] - CROP + 1)
+        crop = image[y : y + CROP, x : x + CROP].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        crops.append(distort(crop, CALIBRATION_DISTORTIONS[i % len(CALIBRATION_DISTORTIONS)], seed + i))
+    return np.concatenate(crops)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of values in [0, 1] (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+class _Crops:
+    """onnxruntime's CalibrationDataReader protocol over a crop array, a few crops per call."""
+
+    def __init__(self, crops: np.ndarray, batch: int = 4):
+        self._batches = iter([{"image": crops[i : i + batch]} for i in range(0, len(crops), batch)])
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_graph(fp32: Path, output: Path, calibration: np.ndarray) -> None:
+    """Write the static int8 QDQ version of the fp32 graph `fp32` to `output` (shape-inferred first, as
+    onnxruntime's quantiser recommends)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = output.with_name(f".{output.name}.prepared")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs every node at INFO and advice at WARNING
+    try:
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(output),
+            _Crops(calibration),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv", "ConvTranspose"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    except Exception as e:  # the quantiser raises assorted types; one clear error instead
+        raise ExportError(f"int8 quantisation failed: {type(e).__name__}: {e}") from e
+    finally:
+        root.setLevel(level)
+        prepared.unlink(missing_ok=True)
+
+
+def check_int8(
+    fp32: Path, int8: Path, held_back: np.ndarray, gate_images: list[np.ndarray], calibration_crops: int
+) -> QuantizationReport:
+    """Both gates' measurements (see the module docstring); the caller refuses a report that did not pass."""
+    from ..inference import Restorer
+
+    restorers = [Restorer(path, providers="cpu", verify=False) for path in (fp32, int8)]
+    outputs = [
+        np.concatenate([r.run_tiles(held_back[i : i + 8]) for i in range(0, len(held_back), 8)]) for r in restorers
+    ]
+    scores = [[], []]
+    for index, clear in enumerate(gate_images):
+        planes = clear.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        noisy = distort(planes, GATE_DISTORTION, index)[0].transpose(1, 2, 0)
+        for score, restorer in zip(scores, restorers, strict=True):
+            restored = np.rint(restorer.restore(noisy) * 255) / 255
+            score.append(psnr(restored, clear.astype(np.float64) / 255))
+    return QuantizationReport(
+        psnr_vs_fp32=psnr(outputs[1], outputs[0]),
+        fp32_score=float(np.mean(scores[0])),
+        int8_score=float(np.mean(scores[1])),
+        images=len(gate_images),
+        calibration_crops=calibration_crops,
+    )
+
+
+def quantize_int8(
+    fp32: Path, output: Path, calibration_data: str | None, gate_data: str | None, seed: int = 0
+) -> QuantizationReport:
+    """Quantise `fp32` into `output` and gate it; raises ExportError (removing `output`) if a gate fails.
+
+    Args:
+        fp32: a restoration-path graph that passed the fp32 parity gate.
+        output: where the int8 graph goes.
+        calibration_data: folder of training images for the calibration crops (None: the embedded samples).
+        gate_data: folder of clear images for the score gate (None: the embedded samples).
+    """
+    crops = training_crops(clear_images(calibration_data, limit=64), CALIBRATION_CROPS, seed)
+    calibration, held_back = crops[: len(crops) // 2], crops[len(crops) // 2 :]
+    quantize_graph(fp32, output, calibration)
+    report = check_int8(fp32, output, held_back, clear_images(gate_data, limit=GATE_IMAGES), len(calibration))
+    if not report.passed:
+        output.unlink(missing_ok=True)
+        raise ExportError(f"int8 gate failed: {report.describe()}; nothing was written")
+    return report
