@@ -52,7 +52,7 @@ def test_shipped_stage_configs_load():
         ({"adam_weight_decay": "-1"}, "adam_weight_decay must be finite and >= 0"),
         ({"adam_weight_decay": "nan"}, "adam_weight_decay must be finite"),
         ({"synthetic_ratio": "0.25", "train_batch_size": "2"}, "rounds to no crop"),
-        ({"stage": "clear", "init_from": "runs/x"}, "init_from is for stage distorted"),
+        ({"loss_reduction": "median"}, "loss_reduction must be one of sum, mean"),
     ],
 )
 def test_bad_values_are_named(overrides, message):

@@ -130,7 +130,7 @@ class TrainConfig:
     stage: str = "clear"  # clear, distorted
     output_dir: str = "runs"  # each stage's run folder is OUTPUT_DIR/<stage>
     overwrite_output_dir: bool = False  # a new run deletes an earlier one's weights, checkpoints, samples, logs
-    init_from: str | None = None  # stage distorted's start: weights or a run folder; None: OUTPUT_DIR/clear
+    init_from: str | None = None  # run folder, .safetensors or pretrained:NAME; None: OUTPUT_DIR/clear, clear: random
     seed: int = 0  # weights, crops, distortions and the validation split
     max_train_steps: int = 300  # optimizer steps
     train_batch_size: int = 32  # per process
@@ -261,11 +261,6 @@ class Config:
                 self.data.synthetic_ratio == 0 or round(self.data.synthetic_ratio * t.train_batch_size) > 0,
                 f"synthetic_ratio {self.data.synthetic_ratio} of a batch of {t.train_batch_size} rounds to no crop: "
                 "raise it or the batch size",
-            ),
-            (
-                t.init_from is None or t.stage == "distorted",
-                "init_from is for stage distorted (it starts from clear-stage weights); stage clear starts from "
-                "random weights",
             ),
             (self.data.data_layout in DATA_LAYOUTS, f"data_layout must be one of {DATA_LAYOUTS}"),
             (self.data.pixel_cache in PIXEL_CACHES, f"pixel_cache must be one of {PIXEL_CACHES}"),

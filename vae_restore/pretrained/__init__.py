@@ -24,12 +24,13 @@ def names() -> list[str]:
     return sorted(p.parent.name for p in PRETRAINED_DIR.glob(f"*/{ONNX_FILE}"))
 
 
-def model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """The folder of bundled model `name`.
+def model_dir(name: str | None = None) -> Path:
+    """The folder of bundled model `name` (None: DEFAULT_MODEL).
 
     Raises:
         CheckpointError: no model of that name is bundled (the message lists the ones that are).
     """
+    name = name or DEFAULT_MODEL
     folder = PRETRAINED_DIR / name
     if name not in names():
         known = ", ".join(names()) or "none"
@@ -37,14 +38,14 @@ def model_dir(name: str = DEFAULT_MODEL) -> Path:
     return folder
 
 
-def onnx_path(name: str = DEFAULT_MODEL) -> Path:
+def onnx_path(name: str | None = None) -> Path:
     """The bundled model's ONNX graph (its manifest lies beside it). Raises CheckpointError as `model_dir`."""
     return model_dir(name) / ONNX_FILE
 
 
 def default_onnx() -> Path | None:
     """The default bundled ONNX graph, or None when this install bundles none."""
-    return onnx_path() if DEFAULT_MODEL in names() else None
+    return PRETRAINED_DIR / DEFAULT_MODEL / ONNX_FILE if DEFAULT_MODEL in names() else None
 
 
 def resolve_weights(spec: str) -> str:

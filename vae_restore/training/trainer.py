@@ -19,6 +19,7 @@ from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_obj
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .. import pretrained
 from ..config import Config, save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
@@ -46,10 +47,13 @@ class Parent:
 
 
 def resolve_parent(config: Config) -> Parent | None:
-    """Stage distorted starts from a clear run's weights; without them it stops before any work."""
-    if config.train.stage != "distorted":
+    """The weights a stage starts from: `--init_from` (a run folder, weights or a bundled `pretrained:NAME`), else
+    for stage distorted the clear run's weights (without them it stops before any work); stage clear without
+    `--init_from` starts from random weights."""
+    init_from = config.train.init_from and pretrained.resolve_weights(config.train.init_from)
+    if config.train.stage == "clear" and not init_from:
         return None
-    path = Path(config.train.init_from or Path(config.train.output_dir) / "clear" / WEIGHTS_NAME)
+    path = Path(init_from or Path(config.train.output_dir) / "clear" / WEIGHTS_NAME)
     if path.is_dir():
         path = path / WEIGHTS_NAME
     if not path.is_file() and config.train.init_from:

@@ -1,0 +1,54 @@
+"""The bundled-model registry: names, paths, card summaries and `--init_from pretrained:NAME`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vae_restore import pretrained
+from vae_restore.config import build_config
+from vae_restore.errors import CheckpointError
+from vae_restore.models import VAE, get_preset, save_model
+from vae_restore.training.trainer import resolve_parent
+
+
+@pytest.fixture()
+def bundle(tmp_path, monkeypatch):
+    """A registry folder holding one model `demo` (fullconv weights, a stand-in graph file, a card)."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    torch.manual_seed(0)
+    save_model(VAE(get_preset("fullconv")), folder / pretrained.WEIGHTS_FILE)
+    (folder / pretrained.ONNX_FILE).write_bytes(b"graph")
+    (folder / pretrained.CARD_FILE).write_text(
+        "---\nlicense: mit\n---\n# demo\n\nRestores  noisy\nphotos.\n\n## More\n"
+    )
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", "demo")
+    return folder
+
+
+def test_names_paths_and_card_summary(bundle, tmp_path):
+    (tmp_path / "weights_only").mkdir()  # a folder without a graph is not a bundled model
+    assert pretrained.names() == ["demo"]
+    assert pretrained.onnx_path("demo") == bundle / "model.onnx" == pretrained.default_onnx()
+    assert pretrained.card_summary("demo") == "Restores noisy photos."
+    assert pretrained.resolve_weights("pretrained:demo") == str(bundle / "model.safetensors")
+    assert pretrained.resolve_weights("runs/clear") == "runs/clear"
+    with pytest.raises(CheckpointError, match="no bundled model 'other' \\(bundled: demo\\)"):
+        pretrained.onnx_path("other")
+
+
+def test_no_default_model_when_none_is_bundled(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    assert pretrained.names() == [] and pretrained.default_onnx() is None
+
+
+@pytest.mark.parametrize("stage", ["clear", "distorted"])
+def test_init_from_a_bundled_model_starts_either_stage_from_its_weights(bundle, tmp_path, stage):
+    overrides = {"stage": stage, "init_from": "pretrained:demo", "output_dir": str(tmp_path / "out")}
+    parent = resolve_parent(build_config(None, overrides))
+    assert parent is not None and parent.path == (bundle / "model.safetensors").resolve()
+    assert resolve_parent(build_config(None, {"stage": "clear", "output_dir": str(tmp_path / "out")})) is None
+    with pytest.raises(CheckpointError, match="no bundled model 'nope'"):
+        resolve_parent(build_config(None, {**overrides, "init_from": "pretrained:nope"}))
