@@ -52,3 +52,19 @@ def test_init_from_a_bundled_model_starts_either_stage_from_its_weights(bundle, 
     assert resolve_parent(build_config(None, {"stage": "clear", "output_dir": str(tmp_path / "out")})) is None
     with pytest.raises(CheckpointError, match="no bundled model 'nope'"):
         resolve_parent(build_config(None, {**overrides, "init_from": "pretrained:nope"}))
+
+
+def test_models_command_lists_the_bundled_models(bundle, capsys):
+    from vae_restore.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("demo (default): Restores noisy photos.") and "--init_from pretrained:demo" in out
+
+
+def test_restorer_without_a_model_needs_a_bundled_one(tmp_path, monkeypatch):
+    from vae_restore.inference import Restorer
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="no model given and none is bundled"):
+        Restorer()

@@ -108,12 +108,14 @@ class Restorer:
     """An onnxruntime session for a verified restoration-path export, restoring images of any size.
 
     `provider` is the provider that is ACTIVE (onnxruntime falls back silently when CUDA can't start).
-    `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does; `max_pixels` bounds image files.
+    `path` is an exported model.onnx (its manifest beside it); None: the bundled default model
+    (`vae_restore.pretrained`). `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does;
+    `max_pixels` bounds image files.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | None = None,
         providers: str | Sequence[str] = "auto",
         batch_size: int = 16,
         overlap: int | None = None,
@@ -121,6 +123,14 @@ class Restorer:
         verify: bool = True,
         max_pixels: int | None = None,
     ):
+        if path is None:
+            from .pretrained import default_onnx
+
+            path = default_onnx()
+            if path is None:
+                raise CheckpointError(
+                    "no model given and none is bundled: pass a model.onnx from `python -m export.onnx`"
+                )
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"no ONNX model at {self.path}; export one with `python -m export.onnx`")

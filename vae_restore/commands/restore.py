@@ -28,7 +28,9 @@ class Job:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively), globs")
-    parser.add_argument("--model", required=True, type=Path, help="model.onnx from `python -m export.onnx`")
+    parser.add_argument(
+        "--model", type=Path, help="model.onnx from `python -m export.onnx` (default: the bundled model)"
+    )
     parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
     parser.add_argument(
         "--providers",
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"restoring {len(jobs)} image(s) with {args.model} on {restorer.provider}", file=sys.stderr)
+    print(f"restoring {len(jobs)} image(s) with {restorer.path} on {restorer.provider}", file=sys.stderr)
     start, done = time.perf_counter(), 0
     for job in progress(jobs):
         try:

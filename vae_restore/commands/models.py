@@ -1,0 +1,25 @@
+"""List the models bundled with this install (restore with them by default, fine-tune with pretrained:NAME)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "models"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import pretrained
+
+    names = pretrained.names()
+    if not names:
+        print("no bundled models in this install; export one with `python -m export.onnx`")
+        return 0
+    for name in names:
+        default = " (default)" if name == pretrained.DEFAULT_MODEL else ""
+        print(f"{name}{default}: {pretrained.card_summary(name)}")
+        print(f"  graph {pretrained.onnx_path(name)}; fine-tune with --init_from {pretrained.PREFIX}{name}")
+    return 0
