@@ -34,6 +34,9 @@ def test_two_stages_on_embedded_data(tmp_path, tiny_args):
     assert meta["parent_sha256"] == sha256_file(clear / "model.safetensors")
     lineage = json.loads((distorted / "config.json").read_text())["run"]["lineage"]
     assert lineage["parent_sha256"] == meta["parent_sha256"]
+    card = (distorted / "README.md").read_text()  # every run folder gets a model card
+    assert card.startswith("---\nlicense: mit\n") and "preset: original" in card
+    assert f"sha256 `{meta['parent_sha256']}`" in card and "## Last validation" in card and "Step 4:" in card
     assert not torch.equal(
         load_model(clear).state_dict()["decoder.fc2.weight"], load_model(distorted).state_dict()["decoder.fc2.weight"]
     )

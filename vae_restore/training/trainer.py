@@ -26,6 +26,7 @@ from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
 from ..errors import CheckpointError, ConfigError, DataError, Preempted, TrainingError
 from ..losses import LossTerms, loss_means, vae_loss
+from ..model_card import write_run_card
 from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, save_model, sha256_file
 from ..models.channel_padding import set_channel_padding
 from . import checkpoints
@@ -211,6 +212,7 @@ class Trainer:
         self.bad_steps = 0
         self.window_sum: torch.Tensor | None = None  # loss terms of the accumulation window so far
         self.history: list[dict[str, float]] = []  # every logged window, for benchmarks and tests
+        self.last_validation: dict[str, float] | None = None  # for the run's model card
         self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
 
     def build_data(self) -> None:
@@ -410,6 +412,7 @@ class Trainer:
             Image.fromarray(grid).save(samples / f"step-{self.global_step:07d}.png")
             log_image(acc, "validation/samples", grid, self.global_step)
         acc.log({f"val/{k}": v for k, v in metrics.items()}, step=self.global_step)
+        self.last_validation = {"step": self.global_step, **metrics}
         return metrics
 
     def last_checkpoint(self) -> str:
@@ -535,6 +538,7 @@ class Trainer:
                 "padded_files": self.padded_files,
             }
             save_config(self.resolved_config(), self.run_dir / "config.json", summary)
+            write_run_card(self.run_dir, self.last_validation)
             acc.print(
                 f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}\n"
                 f"next: {next_command(self.config, acc.num_processes, acc.mixed_precision, acc.device.type == 'cpu')}"
