@@ -16,7 +16,7 @@ from vae_restore.export.manifest import MULTIPLE_KEY
 from vae_restore.export.pipeline import export_onnx
 from vae_restore.inference import Restorer
 from vae_restore.models import load_model
-from vae_restore.tiling import Geometry, tile_starts
+from vae_restore.tiling import MAX_WHOLE_PIXELS, Geometry, tile_starts
 
 from .onnx_models import exported_model, fullconv_weights, random_weights
 
@@ -109,3 +109,46 @@ def test_aligned_tile_starts_keep_the_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap, align=8)
     assert starts[0] == 0 and starts[-1] == length - tile and all(s % 8 == 0 for s in starts)
     assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_evaluate_restores_whole_images_and_records_the_budget(fullconv_export, tmp_path):
+    from vae_restore.evaluation import EvalOptions, evaluate
+    from vae_restore.evaluation.report import read_csv
+
+    from .conftest import write_images
+
+    write_images(tmp_path / "clear", 2, size=(45, 70), seed=1)
+    runs = {}
+    for budget in (MAX_WHOLE_PIXELS, 0):
+        out = tmp_path / f"report-{budget}"
+        options = EvalOptions(
+            checkpoint=str(fullconv_export[0]), data=str(tmp_path / "clear"), distortion="awgn15", output=str(out)
+        )
+        options.max_whole_pixels, options.num_comparisons = budget, 0
+        runs[budget] = evaluate(options), read_csv(out / "per_image.csv")
+    summary, rows = runs[MAX_WHOLE_PIXELS]
+    assert (summary["tile"], summary["overlap"], summary["max_whole_pixels"]) == (512, 64, MAX_WHOLE_PIXELS)
+    assert runs[0][0]["max_whole_pixels"] == 0 and len(rows) == len(runs[0][1]) == 2
+    assert [r["restored_psnr"] for r in rows] != [r["restored_psnr"] for r in runs[0][1]]  # one call vs a tile
+
+
+def test_restore_command_passes_the_budget_on(fullconv_export, tmp_path, monkeypatch):
+    import vae_restore.inference as inference
+    from vae_restore.cli import main
+
+    from .conftest import write_images
+
+    seen = []
+
+    class Recording(inference.Restorer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.geometry.max_whole_pixels)
+
+    monkeypatch.setattr(inference, "Restorer", Recording)
+    write_images(tmp_path / "in", 1, size=(30, 40))
+    model = str(fullconv_export[1].model)
+    assert main(["restore", str(tmp_path / "in"), "--model", model, "--output", str(tmp_path / "out")]) == 0
+    args = ["restore", str(tmp_path / "in"), "--model", model, "--output", str(tmp_path / "o2")]
+    assert main([*args, "--max_whole_pixels", "1000"]) == 0
+    assert seen == [MAX_WHOLE_PIXELS, 1000] and (tmp_path / "o2" / "img_000.png").is_file()
