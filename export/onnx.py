@@ -3,7 +3,8 @@
     python -m export.onnx --checkpoint runs/distorted --output model.onnx [--opset N] [--fp16]
         [--check_batch_sizes 1,3,8] [--part {restore,decoder}]
 
-The graph's input `image` is N×3×128×128 float32 in [0, 1] (N dynamic), its output `restored` the same;
+The graph's input `image` is N×3×128×128 float32 in [0, 1] (N dynamic; for a fully convolutional preset
+N×3×H×W, H and W dynamic multiples of the preset's multiple), its output `restored` the same;
 `--part decoder` takes `z` (N×128) and the skips `s1` (N×32×64×64), `s2` (N×64×32×32), `s3` (N×128×16×16)
 (shapes of preset `original`; `fullres` adds `s0` at full resolution, residual presets the input `image`).
 """

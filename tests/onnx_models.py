@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from vae_restore.models import ORIGINAL, VAE, save_model
+from vae_restore.models import ORIGINAL, VAE, get_preset, save_model
 
 from .conftest import REPO, subprocess_env
 
 _CACHE: dict[str, tuple[Path, Path, str]] = {}
+TAIL_SCALE = 0.2  # fullconv_model's tail: corrections of about 13/255 on average
 
 
 def random_weights(folder: Path, seed: int = 0) -> Path:
@@ -46,3 +47,18 @@ def exported_model(tmp_path_factory) -> tuple[Path, Path, str]:
 def torch_tile_fn(model: VAE):
     """The PyTorch per-tile function that `restore_tiled` calls, as evaluation would use it."""
     return lambda tiles: model.restore(torch.from_numpy(tiles)).numpy()
+
+
+def fullconv_model(seed: int = 0) -> VAE:
+    """A random `fullconv` whose restoration is not the identity: its tail, zero at initialisation (the residual
+    preset starts as the identity), is drawn at random too (TAIL_SCALE)."""
+    torch.manual_seed(seed)
+    model = VAE(get_preset("fullconv")).eval()
+    with torch.no_grad():
+        model.decoder.tail.reset_parameters()
+        model.decoder.tail.weight.mul_(TAIL_SCALE)
+    return model
+
+
+def fullconv_weights(folder: Path, seed: int = 0) -> Path:
+    return save_model(fullconv_model(seed), folder / "model.safetensors", {"stage": "test"})

@@ -5,7 +5,9 @@
     out = restorer.restore(image)            # H×W×3 uint8 (or float in [0, 1], PIL image, path) -> same size
 
 Images are cut into overlapping tiles blended with smooth weights by `vae_restore.tiling` (the same code
-PyTorch evaluation uses), and the tiles go through the session in batches, so memory stays bounded.
+PyTorch evaluation uses), and the tiles go through the session in batches, so memory stays bounded. A
+fully convolutional export (dynamic H×W) takes a whole image in one call, reflect-padded to its multiple,
+up to `max_whole_pixels`; larger images go in tiles of `tile` (default 512) pixels.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CheckpointError, InferenceError
-from .export.manifest import verify_model_file
-from .tiling import check_overlap, default_overlap, restore_tiled
+from .export.manifest import MULTIPLE_KEY, verify_model_file
+from .tiling import MAX_WHOLE_PIXELS, Geometry, restore
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 QUIET = 3  # onnxruntime log severity: errors only (start-up info and warnings are noise to users)
@@ -110,7 +112,9 @@ class Restorer:
     `provider` is the provider that is ACTIVE (onnxruntime falls back silently when CUDA can't start).
     `path` is an exported model.onnx (its manifest beside it); None: the bundled default model
     (`vae_restore.pretrained`). `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does;
-    `max_pixels` bounds image files.
+    `max_pixels` bounds image files. `max_whole_pixels` and `tile` apply to fully convolutional exports only:
+    whole images up to that many (padded) pixels, tiles of that side above it (0 always tiles, which bounds
+    memory by `batch_size`).
     """
 
     def __init__(
@@ -122,6 +126,8 @@ class Restorer:
         threads: int | None = None,
         verify: bool = True,
         max_pixels: int | None = None,
+        max_whole_pixels: int = MAX_WHOLE_PIXELS,
+        tile: int | None = None,
     ):
         if path is None:
             from .pretrained import default_onnx
@@ -139,6 +145,8 @@ class Restorer:
             ("overlap", overlap, True),
             ("max_pixels", max_pixels, True),
             ("threads", threads, True),
+            ("max_whole_pixels", max_whole_pixels, False),
+            ("tile", tile, True),
         ):
             if not (value is None and optional) and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
@@ -167,9 +175,24 @@ class Restorer:
         model_input = self._image_input()
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
-        self.tile = int(model_input.shape[2])
-        self.overlap = default_overlap(self.tile) if overlap is None else overlap
-        check_overlap(self.tile, self.overlap)
+        self.geometry = self._geometry(model_input.shape, overlap, max_whole_pixels, tile)
+        self.tile, self.overlap, self.multiple = self.geometry.tile, self.geometry.overlap, self.geometry.multiple
+
+    def _geometry(self, shape: list, overlap: int | None, max_whole_pixels: int, tile: int | None) -> Geometry:
+        """Fixed tiles from a T×T graph; whole images and aligned tiles from a dynamic-H×W one, whose multiple
+        the graph's metadata records (so an unverified model needs no manifest)."""
+        height, width = shape[2:]
+        if isinstance(height, int) and isinstance(width, int):
+            if tile not in (None, height):
+                raise ValueError(f"{self.path} takes {height}×{width} tiles only; leave tile unset")
+            return Geometry.fixed(height, overlap)
+        multiple = self.session.get_modelmeta().custom_metadata_map.get(MULTIPLE_KEY, "")
+        if not multiple.isdigit() or int(multiple) < 1:
+            raise CheckpointError(
+                f"{self.path} takes images of dynamic height and width ({height}×{width}) but does not record "
+                f"which multiple of pixels they must be ({MULTIPLE_KEY}); re-export it with `python -m export.onnx`"
+            )
+        return Geometry.convolutional(int(multiple), max_whole_pixels, tile, overlap)
 
     def _image_input(self):
         """The graph's one N×3×T×T `image` input; other parts (a decoder export) need their own feeds."""
@@ -202,20 +225,20 @@ class Restorer:
             ort.set_default_logger_severity(QUIET)
 
     def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """N×3×T×T float32 in [0, 1] -> restored, one session call."""
+        """N×3×T×T float32 in [0, 1] (or one whole padded image) -> restored, one session call."""
         try:
             out = self.session.run(None, {self.input_name: tiles.astype(self.input_dtype, copy=False)})[0]
         except Exception as e:  # out of memory above all: say what to lower
-            raise InferenceError(
-                f"onnxruntime failed on a batch of {len(tiles)} tiles on {self.provider} ({e}); "
-                "a smaller batch_size (--batch_size) needs less memory"
-            ) from None
+            n, _, h, w = tiles.shape
+            if self.multiple is not None and (h, w) != (self.tile, self.tile):
+                what, advice = f"a whole {h}×{w} image", "a smaller max_whole_pixels (--max_whole_pixels) tiles it"
+            else:
+                what, advice = f"a batch of {n} tiles", "a smaller batch_size (--batch_size) needs less memory"
+            raise InferenceError(f"onnxruntime failed on {what} on {self.provider} ({e}); {advice}") from None
         return np.asarray(out, dtype=np.float32)
 
     def restore(self, image: ImageLike) -> np.ndarray:
         """Restore an H×W×3 image of any size; uint8 (and PIL / path) input gives uint8, float gives float32."""
         pixels, integer = as_float_image(image, self.max_pixels)
-        restored = restore_tiled(
-            pixels, self.run_tiles, tile=self.tile, overlap=self.overlap, batch_size=self.batch_size
-        )
+        restored = restore(pixels, self.run_tiles, self.geometry, self.batch_size)
         return to_uint8(restored) if integer else restored

@@ -1,4 +1,6 @@
-"""Restore images of any size with a fixed-size network: overlapping tiles blended by smooth weights.
+"""Restore images of any size: overlapping tiles blended by smooth weights for a fixed-size network; for
+a fully convolutional one the whole image in one call, reflect-padded to its multiple, or above a memory
+budget aligned tiles (`Geometry`).
 
 Pure numpy, so evaluation (PyTorch) and production inference (onnxruntime) share one implementation
 and give the same result for the same per-tile function.
@@ -7,23 +9,31 @@ and give the same result for the same per-tile function.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 TILE = 128
 OVERLAP = 16  # see tests/test_tiling_seams.py: seamless for tiles that disagree by up to 8/255
 MIN_WEIGHT = 1e-3
+MAX_WHOLE_PIXELS = 4_000_000  # padded H×W a fully convolutional network restores in one call; above it, tiles
+CONV_TILE = 512  # tiles of a fully convolutional network: much context per tile, few seams
 
 TileFn = Callable[[np.ndarray], np.ndarray]  # N×3×T×T float32 in [0, 1] -> same shape
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets covering [0, length) with tiles overlapping by at least `overlap` pixels."""
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Start offsets covering [0, length) with tiles overlapping by at least `overlap` pixels.
+
+    With `align` > 1 (then `length` and `tile` are multiples of it) every start is a multiple of `align`,
+    so a network with stride-2 steps samples each tile on the same grid as the whole image.
+    """
     if length <= tile:
         return [0]
-    stride = tile - overlap
+    stride = tile - overlap if align == 1 else max(1, tile - overlap - align)  # room to round starts to `align`
     n = -(-(length - tile) // stride) + 1
-    return np.linspace(0, length - tile, n).round().astype(int).tolist()
+    starts = np.linspace(0, (length - tile) / align, n).round().astype(int) * align
+    return list(dict.fromkeys(starts.tolist()))
 
 
 def default_overlap(tile: int) -> int:
@@ -61,8 +71,21 @@ def pad_to_tile(image: np.ndarray, tile: int) -> np.ndarray:
     return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 
-def tile_grid(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP) -> list[tuple[int, int]]:
-    return [(y, x) for y in tile_starts(height, tile, overlap) for x in tile_starts(width, tile, overlap)]
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflect-pad (edge-pad when too small to reflect) an H×W×3 image so H and W are multiples of `multiple`."""
+    h, w = image.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return image
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def tile_grid(
+    height: int, width: int, tile: int = TILE, overlap: int = OVERLAP, align: int = 1
+) -> list[tuple[int, int]]:
+    ys, xs = tile_starts(height, tile, overlap, align), tile_starts(width, tile, overlap, align)
+    return [(y, x) for y in ys for x in xs]
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -71,7 +94,7 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def restore_tiled(
-    image: np.ndarray, fn: TileFn, tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 16
+    image: np.ndarray, fn: TileFn, tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 16, align: int = 1
 ) -> np.ndarray:
     """H×W×3 float32 in [0, 1] -> restored H×W×3 float32, tiles sent to `fn` in batches.
 
@@ -85,10 +108,64 @@ def restore_tiled(
     window = blend_window(tile, overlap)
     acc = np.zeros_like(planes)
     weight = np.zeros((ph, pw), dtype=np.float32)
-    for batch in _batches(tile_grid(ph, pw, tile, overlap), batch_size):
+    for batch in _batches(tile_grid(ph, pw, tile, overlap, align), batch_size):
         tiles = np.stack([planes[:, y : y + tile, x : x + tile] for y, x in batch])
         out = np.asarray(fn(tiles), dtype=np.float32) * window
         for (y, x), t in zip(batch, out, strict=True):
             acc[:, y : y + tile, x : x + tile] += t
             weight[y : y + tile, x : x + tile] += window
     return (acc / weight).transpose(1, 2, 0)[:h, :w]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How images reach a network. Fixed-size (`multiple` None): `tile`×`tile` tiles. Fully convolutional:
+    the whole image, reflect-padded to multiples of `multiple`, while that is at most `max_whole_pixels`
+    (one call, no seams); larger images in `tile`-sized tiles whose starts are multiples of `multiple`."""
+
+    tile: int
+    overlap: int
+    multiple: int | None = None
+    max_whole_pixels: int = MAX_WHOLE_PIXELS
+
+    @classmethod
+    def fixed(cls, tile: int, overlap: int | None = None) -> Geometry:
+        return cls(tile, default_overlap(tile) if overlap is None else overlap).checked()
+
+    @classmethod
+    def convolutional(
+        cls,
+        multiple: int,
+        max_whole_pixels: int = MAX_WHOLE_PIXELS,
+        tile: int | None = None,
+        overlap: int | None = None,
+    ) -> Geometry:
+        tile = CONV_TILE if tile is None else tile
+        return cls(tile, default_overlap(tile) if overlap is None else overlap, multiple, max_whole_pixels).checked()
+
+    def checked(self) -> Geometry:
+        check_overlap(self.tile, self.overlap)
+        if self.multiple is not None and (self.tile < 1 or self.tile % self.multiple):
+            raise ValueError(f"tile must be a positive multiple of {self.multiple} for this network, got {self.tile}")
+        if self.max_whole_pixels < 0:
+            raise ValueError(f"max_whole_pixels must be at least 0 (0: always tiles), got {self.max_whole_pixels}")
+        return self
+
+    def whole(self, height: int, width: int) -> bool:
+        """Whether an H×W image goes through the network in one call."""
+        if self.multiple is None:
+            return False
+        m = self.multiple
+        return -(-height // m) * m * (-(-width // m) * m) <= self.max_whole_pixels
+
+
+def restore(image: np.ndarray, fn: TileFn, geometry: Geometry, batch_size: int = 16) -> np.ndarray:
+    """H×W×3 float32 in [0, 1] -> restored H×W×3 float32, whole or tiled as `geometry` says."""
+    if geometry.multiple is None:
+        return restore_tiled(image, fn, geometry.tile, geometry.overlap, batch_size)
+    h, w = image.shape[:2]
+    padded = pad_to_multiple(image, geometry.multiple)
+    if not geometry.whole(h, w):
+        return restore_tiled(padded, fn, geometry.tile, geometry.overlap, batch_size, geometry.multiple)[:h, :w]
+    planes = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
+    return np.asarray(fn(planes), dtype=np.float32)[0].transpose(1, 2, 0)[:h, :w]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..tiling import MAX_WHOLE_PIXELS
+
 NAME = "evaluate"
 
 
@@ -51,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic distortions (default 0)")
     parser.add_argument("--batch_size", type=int, default=16, help="tiles per forward pass (default 16)")
+    parser.add_argument(
+        "--max_whole_pixels",
+        type=int,
+        default=MAX_WHOLE_PIXELS,
+        help="fully convolutional presets: restore images of up to N (padded) pixels in one pass, larger ones "
+        f"in tiles; 0 always tiles (default {MAX_WHOLE_PIXELS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             num_comparisons=args.num_comparisons,
             seed=args.seed,
             batch_size=args.batch_size,
+            max_whole_pixels=args.max_whole_pixels,
         )
     )
     return 0

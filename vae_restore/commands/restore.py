@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..tiling import MAX_WHOLE_PIXELS
+
 NAME = "restore"
 GLOB_CHARS = frozenset("*?[")
 
@@ -43,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="refuse image files over N pixels (default: PIL's decompression-bomb limit, about 89.5 million)",
+    )
+    parser.add_argument(
+        "--max_whole_pixels",
+        type=int,
+        metavar="N",
+        default=MAX_WHOLE_PIXELS,
+        help="fully convolutional models: restore images of up to N (padded) pixels in one call, larger ones in "
+        f"tiles; 0 always tiles (default {MAX_WHOLE_PIXELS})",
     )
 
 
@@ -134,7 +144,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         restorer = Restorer(
-            args.model, providers=args.providers, batch_size=args.batch_size, max_pixels=args.max_pixels
+            args.model,
+            providers=args.providers,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            max_whole_pixels=args.max_whole_pixels,
         )
     except (ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)

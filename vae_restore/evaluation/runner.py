@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..models.io import read_metadata, resolve_weights, sha256_file
+from ..tiling import MAX_WHOLE_PIXELS
 from .baselines import BASELINES, check_baselines
 from .pairs import EvalItem, find_items, load_pair
 from .report import comparison_path, format_gains, format_table, save_comparison, write_csv, write_summary
@@ -39,12 +40,14 @@ class EvalOptions:
     num_comparisons: int = 8
     seed: int = 0
     batch_size: int = 16  # tiles per forward pass
+    max_whole_pixels: int = MAX_WHOLE_PIXELS  # fully convolutional presets: larger images are tiled
 
     def validate(self) -> EvalOptions:
         checks = [
             (self.num_images is None or self.num_images >= 1, "--num_images must be >= 1"),
             (self.num_comparisons >= 0, "--num_comparisons must be >= 0"),
             (self.batch_size >= 1, "--batch_size must be >= 1"),
+            (self.max_whole_pixels >= 0, "--max_whole_pixels must be >= 0"),
             (self.report_to in ("none", "wandb", "tensorboard"), "--report_to must be none, wandb or tensorboard"),
             (not (self.output and Path(self.output).is_file()), f"--output {self.output} is a file, not a folder"),
         ]
@@ -83,7 +86,8 @@ def score_item(model, device, item: EvalItem, options: EvalOptions, output: Path
     from .tiled import restore_image
 
     distorted, clear = load_pair(item, options.distortion, options.seed)
-    outputs = {RESTORED: restore_image(model, distorted, device, options.batch_size), INPUT: distorted}
+    restored = restore_image(model, distorted, device, options.batch_size, options.max_whole_pixels)
+    outputs = {RESTORED: restored, INPUT: distorted}
     for name in options.baselines:
         try:
             outputs[name] = BASELINES[name](distorted)
@@ -136,7 +140,7 @@ def evaluate(options: EvalOptions) -> dict:
 
     from ..models import load_model
     from ..training.tracking import prepare_tracker_env
-    from .tiled import tile_geometry
+    from .tiled import model_geometry
     from .tracking import log_evaluation
 
     weights = resolve_weights(options.checkpoint)
@@ -170,7 +174,8 @@ def evaluate(options: EvalOptions) -> dict:
     if not rows:
         raise DataError(f"none of the images in {options.data} could be scored")
     methods = [RESTORED, INPUT, *options.baselines]
-    tile, overlap = tile_geometry(model)
+    geometry = model_geometry(model, options.max_whole_pixels)
+    whole = {} if geometry.multiple is None else {"max_whole_pixels": geometry.max_whole_pixels}
     summary = build_summary(
         options,
         weights,
@@ -180,8 +185,9 @@ def evaluate(options: EvalOptions) -> dict:
         num_processes=accelerator.num_processes,
         images_per_process=gather_object([len(mine)]),
         device=str(accelerator.device),
-        tile=tile,
-        overlap=overlap,
+        tile=geometry.tile,
+        overlap=geometry.overlap,
+        **whole,
         seconds=max(gather_object([seconds])),
     )
     accelerator.wait_for_everyone()  # every comparison PNG is written

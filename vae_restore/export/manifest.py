@@ -13,7 +13,8 @@ from ..checksums import sha256_file
 from ..errors import CheckpointError
 
 MANIFEST_SUFFIX = ".json"
-FORMAT_VERSION = 1
+MULTIPLE_KEY = "vae_restore.multiple"  # graph metadata of a dynamic-H×W export: H and W must be multiples of it
+FORMAT_VERSION = 2  # 2: a fully convolutional export records "spatial": "dynamic" and its "multiple"
 
 
 def manifest_path(onnx_path: str | os.PathLike) -> Path:

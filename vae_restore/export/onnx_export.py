@@ -4,8 +4,10 @@ Exporter choice, pinned: `torch.onnx.export(dynamo=True, external_data=False, op
 The dynamo (torch.export) exporter is torch's default since 2.9 and the TorchScript one is deprecated,
 so pinning it keeps results from changing with torch's default; `external_data=False` keeps the
 weights inside the one `.onnx` file (the model is about 73 MB, far below protobuf's 2 GB limit);
-the batch dimension is a `torch.export.Dim`, so one file serves every batch size. The opset is
-pinned too (`DEFAULT_OPSET`) rather than left to the exporter.
+the batch dimension is a `torch.export.Dim`, so one file serves every batch size. Fully convolutional
+presets also get dynamic height and width, each `multiple * Dim`, so one file serves every image size
+the network takes; the graph records that multiple in its metadata (`MULTIPLE_KEY`) for runtimes.
+The opset is pinned too (`DEFAULT_OPSET`) rather than left to the exporter.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from torch import nn
 
 from ..errors import ExportError
 from ..models import VAE
+from .manifest import MULTIPLE_KEY
 
 DEFAULT_OPSET = 20
 PARTS = ("restore", "decoder")
+MAX_SIDE = 65536  # the largest height or width a dynamic-H×W graph is exported for
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One graph input or output: its name and its shape, "batch" marking the dynamic dimension."""
+    """One graph input or output: its name and its shape, names ("batch", "height", "width") marking dynamic ones."""
 
     name: str
     shape: tuple[int | str, ...]
@@ -48,6 +52,7 @@ class RestorationPath(nn.Module):
     def __init__(self, model: VAE, half: bool = False):
         super().__init__()
         self.vae = copy.deepcopy(model).eval()
+        self.preset = model.preset
         self.half_compute = half
         if half:
             self.vae.half()
@@ -56,10 +61,15 @@ class RestorationPath(nn.Module):
         x = image.half() if self.half_compute else image
         return torch.sigmoid(self.vae.restoration_logits(x)).float()
 
-    @staticmethod
-    def dynamic_shapes(batch: torch.export.Dim, num_inputs: int) -> tuple:
-        """The batch dimension of the one `image` input is dynamic."""
-        return ({0: batch},)
+    def dynamic_shapes(self, batch: torch.export.Dim, num_inputs: int) -> tuple:
+        """The batch dimension of the one `image` input is dynamic; so are H and W of a fully convolutional preset,
+        as multiples of `Preset.multiple` (the stride-2 steps need them, and torch.export proves it so)."""
+        preset = self.preset
+        if not preset.fully_convolutional:
+            return ({0: batch},)
+        m = preset.multiple
+        blocks = [torch.export.Dim(f"{side}_blocks", min=1, max=MAX_SIDE // m) for side in ("h", "w")]
+        return ({0: batch, 2: m * blocks[0], 3: m * blocks[1]},)
 
 
 class DecoderPath(nn.Module):
@@ -71,6 +81,7 @@ class DecoderPath(nn.Module):
     def __init__(self, model: VAE, half: bool = False):
         super().__init__()
         self.decoder = copy.deepcopy(model.decoder).eval()
+        self.preset = model.preset
         self.half_compute = half
         if half:
             self.decoder.half()
@@ -87,19 +98,30 @@ class DecoderPath(nn.Module):
         return ({0: batch}, tuple({0: batch} for _ in range(num_inputs - 1)))
 
 
+def check_part(model: VAE, part: str) -> None:
+    """Refuse what cannot be exported: an unknown part, or the decoder alone of a fully convolutional preset."""
+    if part not in PARTS:
+        raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    if part == "decoder" and model.preset.fully_convolutional:
+        raise ExportError(
+            f"--part decoder is for fixed-size presets; {model.preset.name!r} is fully convolutional, so its "
+            "latent and skips are feature maps whose sizes follow the image: export the restoration path "
+            "(without --part)"
+        )
+
+
 def build_module(model: VAE, part: str, half: bool = False) -> RestorationPath | DecoderPath:
+    check_part(model, part)
     if part == "restore":
         return RestorationPath(model, half).eval()
-    if part == "decoder":
-        return DecoderPath(model, half).eval()
-    raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    return DecoderPath(model, half).eval()
 
 
 def io_specs(model: VAE, part: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Names and shapes of the graph's inputs and outputs for `part` of this preset."""
     p = model.preset
     s = p.image_size
-    image = ("batch", p.in_channels, s, s)
+    image = ("batch", p.in_channels, *(("height", "width") if p.fully_convolutional else (s, s)))
     outputs = [TensorSpec("restored", image)]
     if part == "restore":
         return [TensorSpec("image", image)], outputs
@@ -108,8 +130,14 @@ def io_specs(model: VAE, part: str) -> tuple[list[TensorSpec], list[TensorSpec]]
     return [TensorSpec("z", ("batch", p.latent_dim)), *skips, *residual], outputs
 
 
-def example_inputs(specs: list[TensorSpec], batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.rand(batch_size, *spec.shape[1:]) for spec in specs)
+def concrete_shape(spec: TensorSpec, batch_size: int, height: int, width: int) -> tuple[int, ...]:
+    """`spec`'s shape with its dynamic dimensions given: N, and H×W for a fully convolutional image."""
+    sizes = {"batch": batch_size, "height": height, "width": width}
+    return tuple(sizes[d] if isinstance(d, str) else d for d in spec.shape)
+
+
+def example_inputs(specs: list[TensorSpec], size: int, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.rand(concrete_shape(spec, batch_size, size, size)) for spec in specs)
 
 
 def export_graph(
@@ -131,7 +159,7 @@ def export_graph(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
-                example_inputs(inputs),
+                example_inputs(inputs, module.preset.image_size),
                 str(path),
                 dynamo=True,
                 external_data=False,
@@ -150,6 +178,8 @@ def export_graph(
     leftovers = sorted(p.name for p in path.parent.glob(path.name + "*.data"))
     if leftovers or not path.is_file():
         raise ExportError(f"the exporter did not write a single self-contained file {path} (found {leftovers})")
+    if module.preset.fully_convolutional:
+        record_multiple(path, module.preset.multiple)
     written = written_opset(path)
     if written != opset:
         raise ExportError(
@@ -157,6 +187,13 @@ def export_graph(
             f"torch's conversion to {opset} failed for this graph (the default, {DEFAULT_OPSET}, is supported)"
         )
     return written
+
+
+def record_multiple(path: Path, multiple: int) -> None:
+    """Write `multiple` into the graph's metadata, so a runtime can pad images without the manifest."""
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {MULTIPLE_KEY: str(multiple)})
+    onnx.save(model, str(path))
 
 
 def written_opset(path: Path) -> int | None:

@@ -21,7 +21,7 @@ from ..errors import ExportError
 from ..models import VAE, load_model, read_metadata
 from ..models.io import resolve_weights
 from .manifest import FORMAT_VERSION, manifest_path, package_versions, write_manifest
-from .onnx_export import DEFAULT_OPSET, PARTS, build_module, export_graph, io_specs
+from .onnx_export import DEFAULT_OPSET, PARTS, build_module, check_part, export_graph, io_specs
 from .validate import FP16_TOLERANCE, FP32_TOLERANCE, ParityReport, check_parity
 
 DEFAULT_BATCH_SIZES = (1, 3, 8)
@@ -37,6 +37,14 @@ class ExportResult:
 def reference_module(model: VAE, part: str) -> nn.Module:
     """The fp32 PyTorch module the gate compares the ONNX graph against (also for `--fp16`)."""
     return build_module(model, part)
+
+
+def spatial_fields(model: VAE) -> dict:
+    """A fully convolutional graph takes any H×W that are multiples of `multiple`; fixed-tile manifests say
+    nothing (format 1 had no such field, so an absent one means fixed tiles)."""
+    if not model.preset.fully_convolutional:
+        return {}
+    return {"spatial": "dynamic", "multiple": model.preset.multiple}
 
 
 def run_config(weights: Path) -> dict | None:
@@ -81,6 +89,7 @@ def export_onnx(
         )
     weights = resolve_weights(checkpoint)
     model = load_model(weights)
+    check_part(model, part)
     output = check_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = io_specs(model, part)
@@ -113,6 +122,7 @@ def export_onnx(
             "outputs": [s.to_dict() for s in outputs],
             "value_range": [0.0, 1.0],
             "layout": "NCHW",
+            **spatial_fields(model),
             "source": {"weights": str(weights.resolve()), "sha256": sha256_file(weights)},
             "source_metadata": read_metadata(weights),
             "preset": model.preset.to_dict(),

@@ -1,7 +1,9 @@
 """The parity gate: onnxruntime (CPU) against the fp32 PyTorch module on random and real inputs.
 
 Real inputs are 128×128 tiles of the embedded scikit-image samples (for the decoder: their fp32
-encoder features), so the gate also covers the value ranges a trained model meets in practice.
+encoder features), so the gate also covers the value ranges a trained model meets in practice. A fully
+convolutional graph is also run at a non-square size other than the tile's (`spatial_size`), whose
+deepest feature map has odd sides, so the dynamic height and width are checked, not only the batch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from ..data.embedded import embedded_images
 from ..models import VAE
 from ..tiling import tile_grid
-from .onnx_export import TensorSpec
+from .onnx_export import TensorSpec, concrete_shape
 
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 5e-3
@@ -27,7 +29,7 @@ FP16_TOLERANCE = 5e-3
 class ParityCase:
     """The largest |onnxruntime - PyTorch| for one kind of input at one batch size, and where it is."""
 
-    inputs: str  # "random" or "real"
+    inputs: str  # "random" or "real", then " H×W" for a size other than the preset's tile
     batch_size: int
     max_abs_diff: float
     where: tuple[int, ...]  # index into the output (n, c, y, x)
@@ -75,14 +77,39 @@ def real_tiles(count: int, tile: int) -> np.ndarray:
     return np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))
 
 
+def spatial_size(multiple: int) -> tuple[int, int]:
+    """H×W of the extra case of a fully convolutional graph: non-square, and odd multiples of `multiple`."""
+    return 11 * multiple, 19 * multiple
+
+
+def real_crops(count: int, height: int, width: int) -> np.ndarray:
+    """`count` centre crops N×3×H×W float32 of the embedded samples, round-robin across the images."""
+    crops = []
+    for _, image in embedded_images():
+        top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+        crops.append(image[top : top + height, left : left + width])
+    batch = np.stack([crops[i % len(crops)] for i in range(count)]).astype(np.float32) / 255.0
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
 def parity_inputs(
-    model: VAE, part: str, specs: Sequence[TensorSpec], kind: str, batch_size: int, seed: int
+    model: VAE,
+    part: str,
+    specs: Sequence[TensorSpec],
+    kind: str,
+    batch_size: int,
+    seed: int,
+    size: tuple[int, int] | None = None,
 ) -> list[np.ndarray]:
-    """Inputs for one gate case: images for the restoration path, (z, skips..., [image]) for the decoder."""
+    """Inputs for one gate case: images for the restoration path, (z, skips..., [image]) for the decoder.
+
+    `size` is the H×W of a fully convolutional graph's images (default: the preset's tile).
+    """
     rng = np.random.default_rng(seed)
+    height, width = size or (model.preset.image_size,) * 2
     if kind == "random":
-        return [_random_input(rng, spec, batch_size) for spec in specs]
-    images = real_tiles(batch_size, model.preset.image_size)
+        return [_random_input(rng, concrete_shape(spec, batch_size, height, width), spec.name) for spec in specs]
+    images = real_tiles(batch_size, height) if size is None else real_crops(batch_size, height, width)
     if part == "restore":
         return [images]
     with torch.no_grad():
@@ -91,13 +118,12 @@ def parity_inputs(
     return [mu.numpy(), *(s.numpy() for s in skips), *residual]
 
 
-def _random_input(rng: np.random.Generator, spec: TensorSpec, batch_size: int) -> np.ndarray:
+def _random_input(rng: np.random.Generator, shape: tuple[int, ...], name: str) -> np.ndarray:
     """Images uniform in [0, 1), latents standard normal, skips rectified normal (they follow a ReLU)."""
-    shape = (batch_size, *spec.shape[1:])
-    if spec.name in ("image", "restored"):
+    if name in ("image", "restored"):
         return rng.random(shape, dtype=np.float32)
     values = rng.standard_normal(shape, dtype=np.float32)
-    return values if spec.name == "z" else np.maximum(values, 0)
+    return values if name == "z" else np.maximum(values, 0)
 
 
 def run_reference(reference: nn.Module, inputs: list[np.ndarray]) -> np.ndarray:
@@ -124,7 +150,8 @@ def check_parity(
     batch_sizes: Sequence[int],
     tolerance: float,
 ) -> ParityReport:
-    """Run every (random | real) × batch-size case through onnxruntime's CPU provider and `reference`."""
+    """Run every (random | real) × batch-size case through onnxruntime's CPU provider and `reference`; a fully
+    convolutional graph also (random | real) at `spatial_size`, batch 1."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -137,4 +164,11 @@ def check_parity(
             inputs = parity_inputs(model, part, specs, kind, batch_size, seed=i)
             got = session.run(None, dict(zip(names, inputs, strict=True)))[0]
             cases.append(compare(kind, batch_size, got, run_reference(reference, inputs)))
+    if model.preset.fully_convolutional:
+        size = spatial_size(model.preset.multiple)
+        for kind in ("random", "real"):
+            inputs = parity_inputs(model, part, specs, kind, 1, seed=len(batch_sizes), size=size)
+            got = session.run(None, dict(zip(names, inputs, strict=True)))[0]
+            label = f"{kind} {size[0]}×{size[1]}"
+            cases.append(compare(label, 1, got, run_reference(reference, inputs)))
     return ParityReport(tolerance, tuple(cases))
