@@ -1,7 +1,8 @@
 """Export a trained model to ONNX, gate it against PyTorch, and write model.onnx + model.onnx.json.
 
     python -m export.onnx --checkpoint runs/distorted --output model.onnx [--opset N] [--fp16]
-        [--check_batch_sizes 1,3,8] [--part {restore,decoder}]
+        [--check_batch_sizes 1,3,8] [--part {restore,decoder}] [--quantize int8 [--calibration_data DIR]
+        [--gate_data DIR]]
 
 The graph's input `image` is N×3×128×128 float32 in [0, 1] (N dynamic; for a fully convolutional preset
 N×3×H×W, H and W dynamic multiples of the preset's multiple), its output `restored` the same;
@@ -65,6 +66,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="batch sizes the parity gate runs through onnxruntime and PyTorch (default 1,3,8)",
     )
     parser.add_argument("--part", choices=PARTS, default="restore", help="restore (default) or decoder alone")
+    parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="int8: static int8 (QDQ) graph, published only if it restores within 40 dB of fp32 and scores "
+        "awgn25 at most 0.15 dB lower (default: fp32)",
+    )
+    parser.add_argument(
+        "--calibration_data", help="--quantize: training images to calibrate on (default: the run's train_data)"
+    )
+    parser.add_argument(
+        "--gate_data", help="--quantize: clear images for the awgn25 score gate (default: the embedded samples)"
+    )
     return parser.parse_args(argv)
 
 
@@ -81,10 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             opset=args.opset,
             fp16=args.fp16,
             check_batch_sizes=args.check_batch_sizes,
+            quantize=args.quantize,
+            calibration_data=args.calibration_data,
+            gate_data=args.gate_data,
         )
         for case in result.parity.cases:
             print(f"parity: {case.describe()}")
         print(f"parity gate passed (max |Δ| {result.parity.worst.max_abs_diff:.3g} <= {result.parity.tolerance:g})")
+        if result.quantization is not None:
+            print(f"int8 gate passed: {result.quantization.describe()}")
         print(f"wrote {result.model} and {result.manifest}")
         if args.part == "restore":  # a decoder graph is for other runtimes; the Restorer refuses it
             print(f"next: vae-restore restore IMAGE_OR_FOLDER --model {result.model} --output restored")

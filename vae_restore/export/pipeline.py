@@ -22,9 +22,13 @@ from ..models import VAE, load_model, read_metadata
 from ..models.io import resolve_weights
 from .manifest import FORMAT_VERSION, manifest_path, package_versions, write_manifest
 from .onnx_export import DEFAULT_OPSET, PARTS, build_module, check_part, export_graph, io_specs
+from .quantize import QuantizationReport, quantize_in_place
 from .validate import FP16_TOLERANCE, FP32_TOLERANCE, ParityReport, check_parity
 
 DEFAULT_BATCH_SIZES = (1, 3, 8)
+
+
+QUANTIZATIONS = ("int8",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class ExportResult:
     model: Path
     manifest: Path
     parity: ParityReport
+    quantization: QuantizationReport | None = None
 
 
 def reference_module(model: VAE, part: str) -> nn.Module:
@@ -78,9 +83,36 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     fp16: bool = False,
     check_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    quantize: str | None = None,
+    calibration_data: str | None = None,
+    gate_data: str | None = None,
 ) -> ExportResult:
+    """Export `checkpoint`'s restoration path (or decoder) to `output`, publishing it only if it passes its gates.
+
+    Args:
+        checkpoint: a run folder or `model.safetensors` written by the toolkit (or `pretrained:NAME`).
+        output: the `.onnx` file to write; its manifest goes beside it as `OUTPUT.json`.
+        part: `restore` (image -> restored) or `decoder` (latent and skips -> restored).
+        opset: the ONNX opset to write.
+        fp16: fp16 weights and compute, fp32 inputs and outputs.
+        check_batch_sizes: batch sizes the parity gate runs through both onnxruntime and PyTorch.
+        quantize: `int8` publishes a static int8 version of the gated fp32 graph (see `export.quantize`).
+        calibration_data: int8: folder of training images to calibrate on (default: the run's training data).
+        gate_data: int8: folder of clear images for the score gate (default: the embedded samples).
+
+    Returns:
+        ExportResult: the graph and manifest paths, the parity report and, for int8, the quantisation report.
+
+    Raises:
+        ExportError: a bad argument, an export the exporter cannot write, or a failed gate (nothing written).
+        CheckpointError: weights that cannot be loaded.
+    """
     if part not in PARTS:
         raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    if quantize and (fp16 or part != "restore"):
+        raise ExportError("--quantize int8 quantises the fp32 restoration graph: drop --fp16 and --part")
     if not check_batch_sizes or min(check_batch_sizes) < 1:
         raise ExportError(f"check batch sizes must be positive integers, got {list(check_batch_sizes)}")
     if importlib.util.find_spec("onnxruntime") is None:
@@ -110,12 +142,16 @@ def export_onnx(
                 f"parity gate failed (tolerance {tolerance:g}); worst: {report.worst.describe()}; "
                 f"{output} was not written"
             )
+        quantization = None
+        if quantize:
+            calibration = calibration_data or ((run_config(weights) or {}).get("data") or {}).get("train_data")
+            quantization = quantize_in_place(tmp_model, calibration, gate_data)
         manifest = {
             "format_version": FORMAT_VERSION,
             "file": output.name,
             "sha256": sha256_file(tmp_model),
             "part": part,
-            "precision": "fp16" if fp16 else "fp32",
+            "precision": quantize or ("fp16" if fp16 else "fp32"),
             "opset": written_opset,
             "exporter": "torch.onnx.export(dynamo=True, external_data=False, optimize=True)",
             "inputs": [s.to_dict() for s in inputs],
@@ -128,6 +164,7 @@ def export_onnx(
             "preset": model.preset.to_dict(),
             "config": run_config(weights),
             "parity": report.to_dict(),
+            **({"quantization": quantization.to_dict()} if quantization else {}),
             "versions": package_versions(),
         }
         write_manifest(tmp_manifest, manifest)
@@ -136,4 +173,4 @@ def export_onnx(
     finally:
         for leftover in (tmp_model, tmp_manifest):
             leftover.unlink(missing_ok=True)
-    return ExportResult(output, manifest_path(output), report)
+    return ExportResult(output, manifest_path(output), report, quantization)

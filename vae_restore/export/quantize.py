@@ -128,7 +128,7 @@ def quantize_graph(fp32: Path, output: Path, calibration: np.ndarray) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser logs every node at INFO and advice at WARNING
     try:
-        quant_pre_process(str(fp32), str(prepared))
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # symbolic H, W defeat it
         quantize_static(
             str(prepared),
             str(output),
@@ -173,22 +173,29 @@ def check_int8(
     )
 
 
-def quantize_int8(
-    fp32: Path, output: Path, calibration_data: str | None, gate_data: str | None, seed: int = 0
+def quantize_in_place(
+    graph: Path, calibration_data: str | None, gate_data: str | None, seed: int = 0
 ) -> QuantizationReport:
-    """Quantise `fp32` into `output` and gate it; raises ExportError (removing `output`) if a gate fails.
+    """Replace the gated fp32 `graph` by its int8 version, if that passes both gates.
 
     Args:
-        fp32: a restoration-path graph that passed the fp32 parity gate.
-        output: where the int8 graph goes.
+        graph: a restoration-path graph that passed the fp32 parity gate; it is replaced only on success.
         calibration_data: folder of training images for the calibration crops (None: the embedded samples).
         gate_data: folder of clear images for the score gate (None: the embedded samples).
+
+    Raises:
+        ExportError: quantisation failed, or a gate did not pass (`graph` is left as it was).
     """
-    crops = training_crops(clear_images(calibration_data, limit=64), CALIBRATION_CROPS, seed)
-    calibration, held_back = crops[: len(crops) // 2], crops[len(crops) // 2 :]
-    quantize_graph(fp32, output, calibration)
-    report = check_int8(fp32, output, held_back, clear_images(gate_data, limit=GATE_IMAGES), len(calibration))
-    if not report.passed:
-        output.unlink(missing_ok=True)
-        raise ExportError(f"int8 gate failed: {report.describe()}; nothing was written")
+    int8 = graph.with_name(f"{graph.name}.int8")
+    try:
+        crops = training_crops(clear_images(calibration_data, limit=64), CALIBRATION_CROPS, seed)
+        calibration, held_back = crops[: len(crops) // 2], crops[len(crops) // 2 :]
+        quantize_graph(graph, int8, calibration)
+        gate_images = clear_images(gate_data, limit=GATE_IMAGES)
+        report = check_int8(graph, int8, held_back, gate_images, len(calibration))
+        if not report.passed:
+            raise ExportError(f"int8 gate failed: {report.describe()}; nothing was written")
+        os.replace(int8, graph)
+    finally:
+        int8.unlink(missing_ok=True)
     return report

@@ -23,8 +23,11 @@ CHECKPOINT_STATE_FILE = "trainer_state.json"  # marks a resumable training check
 
 def resolve_weights(path: str | os.PathLike) -> Path:
     """A run folder means its `model.safetensors`; anything but a safetensors file is refused, and so is a
-    resumable training checkpoint, whose `model.safetensors` is accelerate's raw state: no preset, not the EMA."""
-    path = Path(path)
+    resumable training checkpoint, whose `model.safetensors` is accelerate's raw state: no preset, not the EMA.
+    `pretrained:NAME` means a bundled model's weights."""
+    from ..pretrained import resolve_weights as bundled
+
+    path = Path(bundled(str(path)))
     if path.is_dir():
         if (path / CHECKPOINT_STATE_FILE).is_file():
             raise CheckpointError(
