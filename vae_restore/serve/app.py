@@ -64,6 +64,8 @@ def create_app(restorer: Restorer, limits: Limits | None = None) -> FastAPI:
         title="vae-restore",
         version=__version__,
         description="Restore images with an exported vae-restore model on onnxruntime.",
+        docs_url=None,  # FastAPI's /docs and /redoc pages load their scripts from a CDN: the schema stays
+        redoc_url=None,
     )
     app.state.admission, app.state.limits, app.state.restorer = admission, limits, restorer
 

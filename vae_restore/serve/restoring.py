@@ -7,6 +7,7 @@ source's ICC profile and EXIF kept), through the same encoder, so both give the 
 from __future__ import annotations
 
 import io
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .limits import Refused
 
 UNNAMED = "image"  # the stem of a raw-body upload's output name, whose suffix comes from its decoded format
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
+UNSAFE = re.compile(r'[\x00-\x1f\x7f"]')  # characters a file name in a response header must not carry
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Restored:
     @property
     def disposition(self) -> str:
         """`inline` with the output's name, RFC 6266 style, so any file name survives the header."""
-        ascii_name = self.filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+        ascii_name = self.filename.encode("ascii", "replace").decode().replace("?", "_")
         return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(self.filename)}"
 
 
@@ -85,8 +87,9 @@ def multipart_file(body: bytes, content_type: str) -> tuple[bytes, str | None]:
 def output_name(filename: str | None, data: bytes) -> Path:
     """The restored file's name: the upload's (its format by suffix, as `restore` names it), or for a raw
     body `image` + the suffix of the format the bytes are in."""
-    if filename and Path(filename).name:
-        return writable_path(Path(Path(filename.replace("\\", "/")).name))
+    base = UNSAFE.sub("_", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if base.strip("."):
+        return writable_path(Path(base))
     with open_image(io.BytesIO(data), sys.maxsize) as (image, _):
         detected = image.format
     return writable_path(Path(UNNAMED + SUFFIXES.get(detected, ".png")))
