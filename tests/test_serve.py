@@ -171,6 +171,16 @@ def test_unknown_paths_and_methods_answer_json(client):
     assert client.get("/v1/restore").status_code == 405 and "error" in client.get("/v1/restore").json()
 
 
+def test_an_unexpected_failure_is_a_json_500(restorer, monkeypatch):
+    def broken(self, image):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Restorer, "restore", broken)
+    client = TestClient(create_app(restorer), raise_server_exceptions=False)
+    answer = client.post("/v1/restore", content=png_bytes((16, 16)))
+    assert answer.status_code == 500 and "RuntimeError" in answer.json()["error"]
+
+
 def test_a_full_queue_answers_503_with_retry_after(restorer, monkeypatch):
     """One restoration running and one waiting fill max_concurrency 1 + max_queue 1: the third is refused."""
     release, started = threading.Event(), threading.Semaphore(0)

@@ -1,7 +1,7 @@
 """Serve restorations over HTTP (an API and a web page) with an exported model on onnxruntime (no torch).
 
 Binds 127.0.0.1 unless --host says otherwise. Uploads are held in memory only, never written to disk.
-SIGTERM (or Ctrl-C) stops accepting connections, finishes the requests in flight and exits 0.
+SIGTERM stops accepting connections, finishes the requests in flight and exits 0 (Ctrl-C: the same, exit 130).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def model_file(args: argparse.Namespace) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        import python_multipart  # noqa: F401  (uploads are parsed with it, on the first request)
         import uvicorn
 
         from ..serve.app import create_app

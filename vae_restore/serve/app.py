@@ -77,6 +77,10 @@ def create_app(restorer: Restorer, limits: Limits | None = None) -> FastAPI:
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         return error(e.status_code, str(e.detail), getattr(e, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, e: Exception) -> JSONResponse:  # logged by uvicorn as well
+        return error(500, f"the server failed on this request ({type(e).__name__}); see its log")
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         return error(422, "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in e.errors()))
