@@ -12,7 +12,7 @@ import sys
 
 from .cli_common import run_with_clear_errors
 
-COMMAND_MODULES = ("evaluate", "import_original", "models", "presets", "restore", "sample_image")
+COMMAND_MODULES = ("evaluate", "import_original", "models", "presets", "restore", "sample_image", "serve")
 DESCRIPTION = (
     "Restore, evaluate, convert and inspect models. Training and export are not sub-commands: from a clone "
     "of the repository, train with `accelerate launch launch/train.py` and export with `python -m export.onnx`."

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -28,6 +28,15 @@ FLOAT_UNIT_MAX = 1.5
 
 T = TypeVar("T")
 R = TypeVar("R")
+ImageSource = str | os.PathLike | BinaryIO  # a file, or its bytes in memory (an upload, never written to disk)
+
+
+class NotAnImage(DataError):
+    """The bytes are no image format PIL knows (an upload of the wrong file, say)."""
+
+
+class ImageTooLarge(DataError):
+    """The image has more pixels than the limit allows (a guard against decompression bombs)."""
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
@@ -66,8 +75,9 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def open_image(path: str | os.PathLike, max_pixels: int | None = None):
-    """(image, limit): `path` opened under `max_pixels` (default: PIL's own limit, as the user has set it).
+def open_image(path: ImageSource, max_pixels: int | None = None):
+    """(image, limit): `path` (a file name or a binary file object) opened under `max_pixels` (default: PIL's
+    own limit, as the user has set it).
 
     PIL checks a module global when it opens a file. Every open holds one lock, with the global set to
     this call's limit, so no thread ever opens under another thread's limit; opening reads the header
@@ -85,8 +95,16 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None):
         yield image, limit
 
 
-def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+def _rewound(source: ImageSource) -> ImageSource:
+    """A file object read again from its start (the header is read more than once); a path as it is."""
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return source
+
+
+def _decode(path: ImageSource, max_pixels: int | None = None, name: str | None = None) -> np.ndarray:
     limit = max_pixels
+    name = str(path) if name is None else name
     try:
         with open_image(path, max_pixels) as (image, limit):
             if image.width * image.height > (limit or float("inf")):
@@ -94,20 +112,28 @@ def _decode(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarra
             image.load()
             rgb = to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(
-            f"{path}: refused, {_header_size(path)}more than the limit of {limit or Image.MAX_IMAGE_PIXELS} pixels "
+        raise ImageTooLarge(
+            f"{name}: refused, {_header_size(_rewound(path))}more than the limit of "
+            f"{limit or Image.MAX_IMAGE_PIXELS} pixels "
             "(a guard against decompression bombs); downscale the file, or if you trust it raise the limit: "
             "--max_pixels / Restorer(max_pixels=...) when restoring, PIL.Image.MAX_IMAGE_PIXELS elsewhere"
         ) from None
     except Exception as e:  # any decoder failure on a bad file is that file's problem, not the run's
-        reason = "empty file" if os.path.isfile(path) and os.path.getsize(path) == 0 else f"{type(e).__name__}: {e}"
-        raise DataError(f"{path}: not a readable image ({reason})") from None
+        reason = "empty file" if _is_empty(path) else f"{type(e).__name__}: {e}"
+        error = NotAnImage if isinstance(e, Image.UnidentifiedImageError) else DataError
+        raise error(f"{name}: not a readable image ({reason})") from None
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise DataError(f"{path}: not a readable image (it has no pixels)")
+        raise DataError(f"{name}: not a readable image (it has no pixels)")
     return rgb
 
 
-def _header_size(path: str | os.PathLike) -> str:
+def _is_empty(source: ImageSource) -> bool:
+    if hasattr(source, "seek"):
+        return source.seek(0, os.SEEK_END) == 0
+    return os.path.isfile(source) and os.path.getsize(source) == 0
+
+
+def _header_size(path: ImageSource) -> str:
     """ "W×H = N pixels, " from the file's header, for a refusal's message ("" when even that can't be read)."""
     try:
         with open_image(path, sys.maxsize) as (image, _):
@@ -116,14 +142,16 @@ def _header_size(path: str | os.PathLike) -> str:
         return ""
 
 
-def decode_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+def decode_rgb(path: ImageSource, max_pixels: int | None = None, name: str | None = None) -> np.ndarray:
     """Read `path` into RGB uint8; a corrupt, truncated, empty or oversized file raises `DataError` naming it.
 
-    `max_pixels` replaces PIL's decompression-bomb limit for this file: the restore command's --max_pixels.
+    `path` may be a binary file object (bytes in memory); `name` then names it in messages. `max_pixels`
+    replaces PIL's decompression-bomb limit for this file: the restore command's --max_pixels. Bytes that
+    are no image raise `NotAnImage`, an image over the limit `ImageTooLarge` (both `DataError`s).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(path, max_pixels)
+        return _decode(path, max_pixels, name)
 
 
 def default_workers() -> int:

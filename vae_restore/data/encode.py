@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from .decode import open_image
+from .decode import ImageSource, open_image
 
 ORIENTATION = 0x0112  # EXIF tag; the decoded pixels are already upright
 FORMAT_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}  # 4:4:4: no chroma loss
@@ -33,7 +34,7 @@ def writable_path(path: Path) -> Path:
     return path if keep else path.with_name(path.name + ".png")
 
 
-def source_metadata(source: Path, max_pixels: int | None = None) -> dict:
+def source_metadata(source: ImageSource, max_pixels: int | None = None) -> dict:
     """Save options that carry over from an RGB source file: its ICC profile and EXIF (orientation reset).
 
     A profile of another colour space (CMYK, grey) would misdescribe the RGB output, so it is dropped.
@@ -57,9 +58,22 @@ def source_metadata(source: Path, max_pixels: int | None = None) -> dict:
         return {}
 
 
+def write_rgb(
+    image: np.ndarray,
+    target: Path | BinaryIO,
+    format_name: str,
+    source: ImageSource | None = None,
+    max_pixels: int | None = None,
+) -> None:
+    """Encode H×W×3 uint8 as `format_name` into a file or a file object, with the source's metadata when given.
+
+    One encoder for `vae-restore restore` and the service, so both give the same bytes for the same input.
+    """
+    options = {**FORMAT_OPTIONS.get(format_name, {}), **(source_metadata(source, max_pixels) if source else {})}
+    Image.fromarray(image).save(target, format=format_name, **options)
+
+
 def save_rgb(image: np.ndarray, path: Path, source: Path | None = None, max_pixels: int | None = None) -> None:
     """Write H×W×3 uint8 to `path` (its folders made), with the source's metadata when given."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    format_name = writable_format(path)
-    options = {**FORMAT_OPTIONS.get(format_name, {}), **(source_metadata(source, max_pixels) if source else {})}
-    Image.fromarray(image).save(path, format=format_name, **options)
+    write_rgb(image, path, writable_format(path), source, max_pixels)
