@@ -10,6 +10,7 @@ import torch
 from accelerate.state import AcceleratorState
 
 from vae_restore.config import Config
+from vae_restore.errors import ConfigError
 from vae_restore.losses import loss_means
 from vae_restore.training import Trainer, fit_in_process
 
@@ -192,6 +193,29 @@ def test_throughput_benchmark_times_each_channel_padding(tmp_path, monkeypatch, 
         "vae-restore trainer + RGB channels padded to 8, Gaussian noise",
         "vae-restore trainer + torch.compile (default) + RGB channels padded to 8, Gaussian noise",
     ]
+
+
+def test_throughput_benchmark_times_each_precision_in_one_run(tmp_path, monkeypatch, throughput, capsys):
+    def fake_trainer(config, steps, pipeline):
+        mixed = config.train.mixed_precision
+        bs = config.train.train_batch_size
+        return {"pipeline": pipeline, "batch_size": bs, "mixed_precision": mixed, "images_per_s": 20.0}
+
+    monkeypatch.setattr(throughput, "trainer_throughput", fake_trainer)
+    report = throughput.run_throughput(tmp_path / "images", [1, 2], 2, [], 2, None, mixed_precisions=("no", "bf16"))
+    assert [(row["batch_size"], row["mixed_precision"]) for row in report["rows"][1:]] == [
+        (1, "no"),
+        (1, "bf16"),
+        (2, "no"),
+        (2, "bf16"),
+    ]
+    printed = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[4] for line in printed] == ["fp32", "bf16", "fp32", "bf16"]
+
+
+def test_throughput_benchmark_refuses_an_unknown_precision(tmp_path, throughput):
+    with pytest.raises(ConfigError, match="unknown --mixed_precision"):
+        throughput.run_throughput(tmp_path / "images", [1], 2, [], 2, None, mixed_precisions=("no", "bf32"))
 
 
 @pytest.mark.slow
