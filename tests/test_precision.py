@@ -30,7 +30,18 @@ def test_bf16_becomes_fp32_on_a_cpu_without_native_bf16(on_cpu, monkeypatch, cap
     with caplog.at_level(logging.INFO, logger=precision.__name__):
         assert precision.resolve_mixed_precision(None) == "no"
     messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 1 and messages[0].startswith("CPU training in fp32: bf16 was asked for")
+    assert len(messages) == 1 and messages[0].startswith("CPU training in fp32: accelerate asked for bf16")
+
+
+def test_the_training_scripts_own_bf16_is_kept_even_without_native_bf16(on_cpu, monkeypatch, caplog):
+    """`--mixed_precision bf16` (or a config.json that records it) repeats a run exactly, emulated or not."""
+    monkeypatch.setattr(precision, "cpu_bf16_instructions", lambda: None)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    with caplog.at_level(logging.INFO, logger=precision.__name__):
+        assert precision.resolve_mixed_precision("bf16") == "bf16"
+    assert [r.getMessage() for r in caplog.records] == [
+        "CPU training in bf16 autocast as asked, emulated: this CPU has no native bf16 (slower)"
+    ]
 
 
 def test_fp32_is_left_alone_and_said(on_cpu, monkeypatch, caplog):

@@ -1,10 +1,12 @@
-"""Which precision a run trains in: on the CPU, bf16 only where the CPU computes bf16 natively.
+"""Which precision a run trains in: on the CPU, bf16 where the CPU computes bf16 natively, else fp32.
 
 `configs/accelerate/cpu.yaml` asks for bf16, and a YAML file cannot ask the CPU what it can do. On a CPU
 with bf16 instructions (x86 AVX-512 BF16 or AMX, Arm's BF16 extension) oneDNN runs the convolutions in
 bf16 and autocast makes training faster; elsewhere bf16 is emulated through fp32 and only loses
-precision and speed. So a CPU run given bf16 on a CPU without native bf16 trains in fp32 instead, and
-every CPU run says in one log line which it got and why.
+precision and speed. So bf16 given by `accelerate launch` (its config file or its own --mixed_precision)
+to a CPU without native bf16 becomes fp32. The training script's own `--mixed_precision` (or a
+config's `mixed_precision`, as `RUN_DIR/config.json` records it) is taken as it is: that is how a run
+is repeated exactly elsewhere. Every CPU run says in one log line which precision it got and why.
 """
 
 from __future__ import annotations
@@ -62,17 +64,19 @@ def trains_on_cpu() -> bool:
 
 
 def resolve_mixed_precision(requested: str | None) -> str:
-    """The precision to build the Accelerator with: `requested` (None: what `accelerate launch` was given),
-    except bf16 on a CPU without native bf16, which becomes fp32 ("no"). Logs one line for a CPU run."""
+    """The precision to build the Accelerator with: `requested` (the training config's) as it is, or with
+    None what `accelerate launch` was given, bf16 becoming fp32 ("no") on a CPU without native bf16."""
     precision = requested or os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
     if not trains_on_cpu():
         return precision
-    if precision == "bf16":
-        found = cpu_bf16_instructions()
-        if found:
-            logger.info("CPU training in bf16 autocast: this CPU has native bf16 (%s)", found)
-            return "bf16"
-        logger.warning("CPU training in fp32: bf16 was asked for, but this CPU has no native bf16 instructions")
+    native = cpu_bf16_instructions() if precision == "bf16" else None
+    if precision == "bf16" and native:
+        logger.info("CPU training in bf16 autocast: this CPU has native bf16 (%s)", native)
+    elif precision == "bf16" and requested:
+        logger.warning("CPU training in bf16 autocast as asked, emulated: this CPU has no native bf16 (slower)")
+    elif precision == "bf16":
+        logger.warning("CPU training in fp32: accelerate asked for bf16, but this CPU has no native bf16")
         return "no"
-    logger.info("CPU training in %s", "fp32" if precision == "no" else precision)
+    else:
+        logger.info("CPU training in %s", "fp32" if precision == "no" else precision)
     return precision
