@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument(
         "--mixture_config", type=yaml_file, help="also time the trainer with this YAML's distortion mixture"
     )
+    tp.add_argument(
+        "--mixed_precision",
+        type=name_list,
+        default=None,
+        help="every trainer row again in each of these precisions, in this run: no (fp32), bf16, fp16; e.g. "
+        "no,bf16 (default: bf16 on a GPU, no on the CPU). On the CPU bf16 is autocast as given, native or not",
+    )
     pp = sub.add_parser("profile", help="one training step: ms per step, data path alone, kernels by time")
     pp.add_argument("--data", type=Path, required=True, help="folder of training images")
     pp.add_argument("--batch_size", type=positive_int, default=2048, help="default 2048")
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         args.mixture_config,
         tuple(args.compile_modes),
         tuple(args.pad_channels_to),
+        tuple(args.mixed_precision) if args.mixed_precision else None,
     )
     return 1 if failed_rows(report) else 0
 

@@ -111,18 +111,22 @@ def write_images(
     return paths
 
 
+# Flags that keep a subprocess training run to seconds.
+TINY_ARGS = (
+    "--train_batch_size",
+    "4",
+    "--logging_steps",
+    "2",
+    "--validation_steps",
+    "1000",
+    "--val_crops_per_image",
+    "1",
+    "--report_to",
+    "none",
+)
+
+
 @pytest.fixture
 def tiny_args() -> list[str]:
-    """Flags that keep a subprocess training run to seconds."""
-    return [
-        "--train_batch_size",
-        "4",
-        "--logging_steps",
-        "2",
-        "--validation_steps",
-        "1000",
-        "--val_crops_per_image",
-        "1",
-        "--report_to",
-        "none",
-    ]
+    """TINY_ARGS, as a list a test may extend."""
+    return list(TINY_ARGS)

@@ -68,13 +68,43 @@ def final_hash(out: Path) -> str:
     return sha256_file(out / "distorted" / "model.safetensors")
 
 
-@pytest.mark.parametrize("processes,kind", [(1, "synthetic"), (1, "paired"), (2, "synthetic"), (2, "paired")])
-def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, data, processes, kind):
-    straight = tmp_path / "straight"
-    launch_train(stage_args(data, kind, straight), tmp_path, processes=processes)
+@pytest.fixture(scope="module")
+def straight_hash(data, tmp_path_factory):
+    """sha256 of an uninterrupted run's final weights, trained once per (processes, data kind, precision)
+    and reused by every test that compares an interrupted run against it (its folder is deleted: only the
+    hash is read)."""
+    hashes: dict[tuple[int, str, str], str] = {}
+
+    def straight(processes: int = 1, kind: str = "synthetic", precision: str = "no") -> str:
+        key = (processes, kind, precision)
+        if key not in hashes:
+            out = tmp_path_factory.mktemp("straight")
+            args = [*stage_args(data, kind, out), "--mixed_precision", precision]
+            launch_train(args, out, processes=processes)
+            hashes[key] = final_hash(out)
+            shutil.rmtree(out)
+        return hashes[key]
+
+    return straight
+
+
+@pytest.mark.parametrize(
+    "processes,kind,precision",
+    [
+        (1, "synthetic", "no"),
+        (1, "paired", "no"),
+        (2, "synthetic", "no"),
+        (2, "paired", "no"),
+        (1, "synthetic", "bf16"),
+    ],
+)
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, data, straight_hash, processes, kind, precision):
+    """bf16 too: the CPU's autocast kernels are as deterministic as its fp32 ones (the training script's
+    own --mixed_precision, so it runs in bf16 whether or not the CPU has native bf16)."""
+    mixed = ["--mixed_precision", precision]
     rng = random.Random(f"{processes}-{kind}")
     killed = tmp_path / "killed"
-    args = stage_args(data, kind, killed)
+    args = [*stage_args(data, kind, killed), *mixed]
     # Kill between checkpoints (an odd step) and at a random later step, resuming each time.
     for kill_at in (3, rng.randint(5, STEPS - 3)):
         cmd, env = train_command([*args, "--resume_from_checkpoint", "latest"], processes)
@@ -86,7 +116,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, data, proc
     summary = json.loads((killed / "distorted" / "config.json").read_text())["run"]
     assert summary["resumed_from"] and summary["num_processes"] == processes
     assert len({p["pid"] for p in summary["processes"]}) == processes
-    assert final_hash(killed) == final_hash(straight)
+    assert summary["mixed_precision"] == precision
+    assert final_hash(killed) == straight_hash(processes, kind, precision)
 
 
 SLOW_SAVE = """
@@ -102,9 +133,7 @@ st.save_file = save_file
 """
 
 
-def test_kill_while_saving_never_leaves_a_torn_checkpoint(tmp_path, data):
-    straight = tmp_path / "straight"
-    launch_train(stage_args(data, "synthetic", straight), tmp_path)
+def test_kill_while_saving_never_leaves_a_torn_checkpoint(tmp_path, data, straight_hash):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_SAVE)
@@ -120,13 +149,11 @@ def test_kill_while_saving_never_leaves_a_torn_checkpoint(tmp_path, data):
     assert not (checkpoints / "checkpoint-4").exists()
     result = launch_train([*args, "--resume_from_checkpoint", "latest"], tmp_path)
     assert "checkpoint-2 at step 2" in result.stdout + result.stderr, "latest skips the torn checkpoint"
-    assert final_hash(out) == final_hash(straight)
+    assert final_hash(out) == straight_hash()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_preemption_signal_checkpoints_prints_resume_command_and_exits_nonzero(tmp_path, data, signum):
-    straight = tmp_path / "straight"
-    launch_train(stage_args(data, "synthetic", straight), tmp_path)
+def test_preemption_signal_checkpoints_prints_resume_command_and_exits_nonzero(tmp_path, data, straight_hash, signum):
     out = tmp_path / "run"
     args = [*stage_args(data, "synthetic", out), "--checkpointing_steps", "1000"]
     run = TrainingProcess([sys.executable, str(REPO / "launch" / "train.py"), *args], subprocess_env(), tmp_path)
@@ -139,7 +166,7 @@ def test_preemption_signal_checkpoints_prints_resume_command_and_exits_nonzero(t
     resume = printed_resume_command(run.output)
     assert resume.startswith(f"accelerate launch --cpu --num_processes 1 {REPO / 'launch' / 'train.py'} ")
     run_printed(resume, tmp_path)
-    assert final_hash(out) == final_hash(straight)
+    assert final_hash(out) == straight_hash()
 
 
 def printed_resume_command(output: str) -> str:
@@ -178,7 +205,8 @@ def test_ctrl_c_stops_two_processes_at_one_step_and_the_printed_command_resumes_
     assert summary["resumed_from"] == checkpoint
 
 
-def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, data):
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, data, precision):
     out = tmp_path / "run"
     args = [
         "--stage",
@@ -194,6 +222,8 @@ def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, data):
         "1e4",
         "--max_grad_norm",
         "none",
+        "--mixed_precision",
+        precision,
     ]
     result = launch_train(args, tmp_path, check=False)
     assert result.returncode != 0

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vae_restore import image_scores
 from vae_restore.cli import main
+from vae_restore.data.embedded import embedded_images
 from vae_restore.inference import Restorer
 
 from .conftest import REPO, subprocess_env, write_images
@@ -247,6 +249,42 @@ def test_sample_image_writes_an_embedded_sample(tmp_path):
     assert 20 < noise.std() < 26  # σ 25, a little less where clipping at 0 and 255 cuts it
 
 
+def test_sample_image_writes_a_clear_copy_and_restore_scores_against_it(model_path, tmp_path, capsys):
+    noisy, clear = tmp_path / "noisy.png", tmp_path / "clear.png"
+    assert main(["sample-image", "astronaut", str(noisy), "--noise", "25", "--clear_copy", str(clear)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(clear)), dict(embedded_images())["astronaut"])
+    capsys.readouterr()
+    args = ["restore", str(noisy), "--model", str(model_path), "--output", str(tmp_path / "out")]
+    assert main([*args, "--reference", str(clear)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if " vs " in line)
+    restored = np.asarray(Image.open(tmp_path / "out" / "noisy.png"))
+    reference, distorted = np.asarray(Image.open(clear)), np.asarray(Image.open(noisy))
+    before, after = image_scores.psnr(distorted, reference), image_scores.psnr(restored, reference)
+    ssim_after = image_scores.ssim(restored, reference)
+    assert f"input PSNR {before:.2f} dB" in line and f"restored PSNR {after:.2f} dB, SSIM {ssim_after:.4f}" in line
+    assert 19 < before < 22  # σ 25 on the 0-255 scale
+
+
+def test_restore_reference_is_refused_unless_it_fits_one_input(model_path, tmp_path, capsys):
+    images = write_images(tmp_path / "in", 2, size=(40, 50))
+    small = write_images(tmp_path / "ref", 1, size=(30, 30))[0]
+    base = ["--model", str(model_path), "--output", str(tmp_path / "out")]
+    assert main(["restore", str(tmp_path / "in"), *base, "--reference", str(images[0])]) == 2
+    assert "--reference scores one input image" in capsys.readouterr().err
+    assert main(["restore", str(images[0]), *base, "--reference", str(tmp_path / "missing.png")]) == 2
+    assert "missing.png: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "refused before anything ran"
+    assert main(["restore", str(images[0]), *base, "--reference", str(small)]) == 1
+    assert "must have the input's size" in capsys.readouterr().out
+
+
+def test_sample_image_refuses_a_clear_copy_onto_its_output(tmp_path, capsys):
+    path = tmp_path / "a.png"
+    assert main(["sample-image", "astronaut", str(path), "--noise", "25", "--clear_copy", str(path)]) == 2
+    assert "is the noisy output's path" in capsys.readouterr().err
+    assert not path.exists()
+
+
 @pytest.mark.slow
 def test_restore_runs_in_the_inference_only_install(model_path, tmp_path):
     """`.[infer]` has numpy, pillow and onnxruntime only: every module of the `train` extra is made
@@ -261,11 +299,15 @@ def test_restore_runs_in_the_inference_only_install(model_path, tmp_path):
         f"code = main(['restore', {str(tmp_path / 'in' / '*.png')!r}, '--model', {str(model_path)!r}, "
         f"'--output', {str(tmp_path / 'out')!r}])\n"
         "assert code == 0, code\n"
+        f"code = main(['restore', {str(tmp_path / 'in' / 'img_000.png')!r}, '--model', {str(model_path)!r}, "
+        f"'--output', {str(tmp_path / 'scored')!r}, '--reference', {str(tmp_path / 'in' / 'img_000.png')!r}])\n"
+        "assert code == 0, code\n"
         "sys.exit(main(['presets']))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "[2/2]" in result.stderr and "restored 2 of 2" in result.stdout
+    assert "input PSNR inf dB, SSIM 1.0000 | restored PSNR" in result.stdout, "scored without torch"
     assert "this command needs the train extra: pip install 'vae-restore[train]' (in a clone" in result.stderr
     assert Image.open(tmp_path / "out" / "img_000.png").size == (90, 70)
     hidden = "import runpy, sys\nfrom vae_restore.cli_common import TRAINING_MODULES\n"

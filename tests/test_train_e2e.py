@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,14 +13,27 @@ import torch
 from vae_restore import load_model
 from vae_restore.models import read_metadata, sha256_file
 
-from .conftest import launch_train, train_command
+from .conftest import TINY_ARGS, launch_train, train_command
 
 pytestmark = pytest.mark.slow
 
 
-def test_two_stages_on_embedded_data(tmp_path, tiny_args):
+CLEAR_4_STEPS = ["--stage", "clear", "--checkpointing_steps", "2", *TINY_ARGS]
+
+
+@pytest.fixture(scope="module")
+def clear_run(tmp_path_factory) -> Path:
+    """Stage clear for 4 steps on the embedded samples (checkpoints at 2 and 4), trained once for the tests
+    that read it: its run folder. Tests that train on from it copy what they need first."""
+    out = tmp_path_factory.mktemp("clear_run")
+    launch_train([*CLEAR_4_STEPS, "--max_train_steps", "4", "--output_dir", str(out)], out)
+    return out / "clear"
+
+
+def test_two_stages_on_embedded_data(tmp_path, tiny_args, clear_run):
     out = tmp_path / "runs"
-    launch_train(["--stage", "clear", "--max_train_steps", "4", "--output_dir", str(out), *tiny_args], tmp_path)
+    # Stage distorted finds OUTPUT_DIR/clear/model.safetensors by itself: the shared run's weights go there.
+    shutil.copytree(clear_run, out / "clear", ignore=shutil.ignore_patterns("checkpoints"))
     launch_train(["--stage", "distorted", "--max_train_steps", "4", "--output_dir", str(out), *tiny_args], tmp_path)
     clear, distorted = out / "clear", out / "distorted"
     for run in (clear, distorted):
@@ -96,10 +110,9 @@ def test_two_processes_read_different_samples(tmp_path, tiny_args):
     assert load_model(out / "clear") is not None
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path, tiny_args):
-    args = ["--stage", "clear", "--checkpointing_steps", "2", *tiny_args]
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    launch_train([*args, "--max_train_steps", "4", "--output_dir", str(straight)], tmp_path)
+def test_resume_continues_from_the_checkpoint(tmp_path, clear_run):
+    args = CLEAR_4_STEPS
+    resumed = tmp_path / "resumed"
     launch_train([*args, "--max_train_steps", "2", "--output_dir", str(resumed)], tmp_path)
     assert (resumed / "clear" / "checkpoints" / "checkpoint-2").is_dir()
     result = launch_train(
@@ -109,7 +122,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path, tiny_args):
     summary = json.loads((resumed / "clear" / "config.json").read_text())["run"]
     assert summary["resumed_from"].endswith("checkpoint-2")
     assert read_metadata(resumed / "clear")["global_step"] == "4"
-    assert sha256_file(resumed / "clear" / "model.safetensors") == sha256_file(straight / "clear" / "model.safetensors")
+    assert sha256_file(resumed / "clear" / "model.safetensors") == sha256_file(clear_run / "model.safetensors")
 
 
 def no_network_prefix() -> list[str]:

@@ -25,6 +25,9 @@ from .reference_loop import readable_files, reference_throughput
 
 logger = logging.getLogger(__name__)
 
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+PRECISION_NAMES = {"no": "fp32"}
+
 
 def benchmark_config(
     data: Path,
@@ -115,15 +118,20 @@ def run_throughput(
     mixture_yaml: Path | None = None,
     compile_modes: tuple[str, ...] = ("default",),
     pad_channels: tuple[int, ...] = (0,),
+    mixed_precisions: tuple[str, ...] | None = None,
 ) -> dict:
     """Reference loop, then the trainer with Gaussian noise at each batch size (eager, then compiled in
-    each of `compile_modes`; all of it for each of `pad_channels`, 0 being unpadded), then the same with the
-    mixture of `mixture_yaml` when given."""
+    each of `compile_modes`; all of it for each of `pad_channels`, 0 being unpadded, and for each of
+    `mixed_precisions`, by default bf16 on a GPU and fp32 on the CPU), then the same with the mixture of
+    `mixture_yaml` when given. Precisions are compared in one run so that both rows see the same load."""
     unknown = sorted(set(compile_modes) - set(COMPILE_MODES))
     if unknown:
         raise ConfigError(f"unknown --compile_modes {unknown}; choose from {', '.join(COMPILE_MODES)}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    mixed = "bf16" if device.type == "cuda" else "no"
+    precisions = mixed_precisions or ("bf16" if device.type == "cuda" else "no",)
+    unknown = sorted(set(precisions) - set(MIXED_PRECISIONS))
+    if unknown:
+        raise ConfigError(f"unknown --mixed_precision {unknown}; choose from {', '.join(MIXED_PRECISIONS)}")
     files = readable_files(list_images(data))
     report = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
@@ -135,21 +143,22 @@ def run_throughput(
     reference = reference_throughput(files, device, measure_steps=reference_steps)
     _add_row(report, reference, output)
     runs = [
-        (bs, mode, pad)
+        (bs, mode, pad, mixed)
         for pad in pad_channels
         for bs, mode in [(bs, None) for bs in batch_sizes]
         + [(bs, mode) for bs in compile_batch_sizes for mode in compile_modes]
+        for mixed in precisions
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for mixture in [None, mixture_yaml] if mixture_yaml else [None]:
-            for bs, mode, pad in runs:
+            for bs, mode, pad, mixed in runs:
                 name = pipeline_name(mode, mixture, pad)
                 try:
                     config = benchmark_config(data, bs, steps, mixed, mode, Path(tmp), mixture, pad)
                     row = trainer_throughput(config, steps, name)
                 except Exception as e:  # noqa: BLE001 - one row a device refuses must not cost the rows after it
                     logger.exception("row %s, batch %d failed", name, bs)
-                    row = {"pipeline": name, "batch_size": bs, "error": repr(e)}
+                    row = {"pipeline": name, "batch_size": bs, "mixed_precision": mixed, "error": repr(e)}
                 _add_row(report, row, output)
     return report
 
@@ -162,7 +171,8 @@ def _add_row(report: dict, row: dict, output: Path | None) -> None:
     """Print the row and rewrite the JSON at once, so a run stopped by a time limit keeps what it measured."""
     report["rows"].append(row)
     if "error" in row:
-        print(f"{row['pipeline']:<72} batch {row['batch_size']:>5}  FAILED: {row['error']}", flush=True)
+        precision = PRECISION_NAMES.get(row["mixed_precision"], row["mixed_precision"])
+        print(f"{row['pipeline']:<72} {precision:<4} batch {row['batch_size']:>5}  FAILED: {row['error']}", flush=True)
     else:
         reference = report["rows"][0]["images_per_s"]
         row["ratio_to_reference"] = row["images_per_s"] / reference
@@ -174,8 +184,9 @@ def _add_row(report: dict, row: dict, output: Path | None) -> None:
 def _print_row(row: dict, reference: float) -> None:
     memory = row.get("gpu_memory_peak_gib")
     memory_text = f"  peak {memory:.1f} GiB" if memory else ""
+    precision = PRECISION_NAMES.get(row.get("mixed_precision") or "no", row.get("mixed_precision"))
     print(
-        f"{row['pipeline']:<72} batch {row['batch_size']:>5}  {row['images_per_s']:>10,.0f} img/s  "
+        f"{row['pipeline']:<72} {precision:<4} batch {row['batch_size']:>5}  {row['images_per_s']:>10,.0f} img/s  "
         f"x{row['images_per_s'] / reference:.2f}{memory_text}",
         flush=True,
     )

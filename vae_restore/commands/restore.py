@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fully convolutional models: restore images of up to N (padded) pixels in one call, larger ones in "
         f"tiles; 0 always tiles (default {MAX_WHOLE_PIXELS})",
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="CLEAR",
+        help="the clear original of the one INPUT image: print the PSNR and SSIM of the input and of its "
+        "restoration against it (numpy only, the definitions evaluation uses)",
+    )
 
 
 def plan_jobs(inputs: list[str], output: Path) -> tuple[list[Job], list[str]]:
@@ -138,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --output {args.output} is a file; name a folder for the restored images", file=sys.stderr)
         return 2
     jobs, failures = plan_jobs(args.inputs, args.output)
-    refusal = check_targets(jobs)
+    refusal = check_targets(jobs) or reference_refusal(args.reference, jobs, failures)
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
@@ -157,8 +164,11 @@ def run(args: argparse.Namespace) -> int:
     start, done = time.perf_counter(), 0
     for job in progress(jobs):
         try:
-            save_rgb(restorer.restore(job.source), job.target, job.source, args.max_pixels)
+            restored = restorer.restore(job.source)
+            save_rgb(restored, job.target, job.source, args.max_pixels)
             done += 1
+            if args.reference is not None:
+                print(score_line(job.source, restored, args.reference, args.max_pixels))
         except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one bad file must not stop the rest
             failures.append(str(e) if str(job.source) in str(e) else f"{job.source}: {e}")
             print(f"failed: {failures[-1]}", file=sys.stderr)
@@ -167,3 +177,33 @@ def run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"  failed: {failure}")
     return 1 if failures else 0
+
+
+def reference_refusal(reference: Path | None, jobs: list[Job], failures: list[str]) -> str | None:
+    """Why --reference cannot score this plan (checked before the model is loaded), or None."""
+    if reference is None:
+        return None
+    if not reference.is_file():
+        return f"--reference {reference}: no such file"
+    if len(jobs) != 1 or failures:
+        return f"--reference scores one input image against its clear original; got {len(jobs) + len(failures)} inputs"
+    return None
+
+
+def score_line(source: Path, restored, reference: Path, max_pixels: int | None) -> str:
+    """`INPUT vs CLEAR: input PSNR .. SSIM .. | restored PSNR .. SSIM .. (gain)`, from the decoded files."""
+    from ..data.decode import decode_rgb
+    from ..image_scores import psnr, ssim
+
+    clear, distorted = decode_rgb(reference, max_pixels), decode_rgb(source, max_pixels)
+    if clear.shape != distorted.shape:
+        raise ValueError(
+            f"--reference {reference} is {clear.shape[1]}x{clear.shape[0]} but {source} is "
+            f"{distorted.shape[1]}x{distorted.shape[0]}: the clear original must have the input's size"
+        )
+    before, after = (psnr(x, clear) for x in (distorted, restored))
+    ssim_before, ssim_after = (ssim(x, clear) for x in (distorted, restored))
+    return (
+        f"{source} vs {reference}: input PSNR {before:.2f} dB, SSIM {ssim_before:.4f} | restored PSNR "
+        f"{after:.2f} dB, SSIM {ssim_after:.4f} ({after - before:+.2f} dB, SSIM {ssim_after - ssim_before:+.4f})"
+    )

@@ -1,6 +1,7 @@
 """Write one of scikit-image's sample images to a file (to try `vae-restore restore` offline; needs the `train` extra).
 
-`--noise SIGMA` adds seeded Gaussian noise (SIGMA on the 0-255 scale), giving a distorted input to restore.
+`--noise SIGMA` adds seeded Gaussian noise (SIGMA on the 0-255 scale), giving a distorted input to restore;
+`--clear_copy PATH` writes the clear sample too, to score the restoration against.
 The samples come from scikit-image, which the `infer` install alone does not have.
 """
 
@@ -25,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Gaussian noise σ (0-255 scale) (default 0: none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument(
+        "--clear_copy",
+        type=image_file,
+        metavar="PATH",
+        help="also write the sample without noise here: the clear original for `vae-restore restore --reference`",
+    )
     parser.add_argument(
         "--size",
         type=parse_size,
@@ -56,10 +63,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.embedded import embedded_images
     from ..data.encode import save_rgb
+    from ..errors import ConfigError
 
     image = Image.fromarray(dict(embedded_images())[args.name])
     if args.size:
         image = image.resize(args.size, Image.BICUBIC)
+    if args.clear_copy is not None:
+        if args.clear_copy.resolve() == args.output.resolve():
+            raise ConfigError(f"--clear_copy {args.clear_copy} is the noisy output's path; name another file")
+        save_rgb(np.asarray(image), args.clear_copy)
+        print(f"wrote {args.clear_copy} (clear)")
     if args.noise > 0:
         pixels = np.asarray(image, dtype=np.float32)
         pixels = pixels + np.random.default_rng(args.seed).normal(0.0, args.noise, pixels.shape)

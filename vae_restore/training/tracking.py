@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -19,6 +21,11 @@ def wandb_api_key_available() -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+# What W&B accepts in WANDB_MODE (its settings validator rejects anything else, empty included, with a
+# pydantic traceback at the first log call, long after the run started).
+WANDB_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")
 
 
 # The values this module wrote, so the next run in the same process does not take them for the user's.
@@ -36,7 +43,8 @@ def _set(name: str, value: str) -> None:
 def prepare_tracker_env(report_to: str, run_dir: Path) -> None:
     """Keep W&B files under the run folder and never let it prompt: no key means offline mode.
 
-    Must run before the Accelerator is built, since W&B reads these variables when it starts. Only the
+    Must run before the Accelerator is built, since W&B reads these variables when it starts; an invalid
+    WANDB_MODE (an empty one after `export WANDB_MODE=` too) is refused here, before any work. Only the
     user's own values are kept; ours are set again per run, or a second run in one process (stage
     distorted after clear) would write into the first run's folder.
     """
@@ -46,6 +54,12 @@ def prepare_tracker_env(report_to: str, run_dir: Path) -> None:
         if not _user_set(name):
             _set(name, value)
     if _user_set("WANDB_MODE"):
+        mode = os.environ["WANDB_MODE"]
+        if mode not in WANDB_MODES:
+            raise ConfigError(
+                f"WANDB_MODE={mode!r} is not a W&B mode: set it to one of {', '.join(WANDB_MODES)}, or unset it "
+                "(`unset WANDB_MODE`: offline without an API key, online with one), or pass --report_to none"
+            )
         return
     if wandb_api_key_available():
         os.environ.pop("WANDB_MODE", None)

@@ -33,6 +33,7 @@ from . import checkpoints
 from .ema import EMA
 from .monitor import TERMS, LossWindow, NonFiniteLoss
 from .optim import build_optimizer, build_scheduler
+from .precision import resolve_mixed_precision
 from .preemption import PreemptionGuard, launcher, resume_command
 from .preflight import check_output_dir, required_bytes
 from .tracking import log_image, prepare_tracker_env
@@ -152,7 +153,7 @@ class Trainer:
         t = config.train
         prepare_tracker_env(t.report_to, self.run_dir)
         self.accelerator = Accelerator(
-            mixed_precision=t.mixed_precision,
+            mixed_precision=resolve_mixed_precision(t.mixed_precision),
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=None if t.report_to == "none" else t.report_to,
             dynamo_plugin=compile_plugin(t.compile_mode) if t.compile else None,
