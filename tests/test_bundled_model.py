@@ -13,7 +13,8 @@ from tests.conftest import SHARED_DATA, subprocess_env
 from vae_restore import pretrained
 from vae_restore.checksums import sha256_file
 from vae_restore.data.embedded import embedded_images
-from vae_restore.export.quantize import distort, psnr
+from vae_restore.export.quantize import distort
+from vae_restore.image_scores import psnr
 
 NAME = pretrained.DEFAULT_MODEL
 FOLDER = pretrained.PRETRAINED_DIR / NAME

@@ -10,7 +10,6 @@ images at most `MAX_SCORE_DROP_DB` below the fp32 graph's.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ExportError
+from ..image_scores import psnr
 
 MIN_PSNR_VS_FP32 = 40.0
 MAX_SCORE_DROP_DB = 0.15
@@ -99,12 +99,6 @@ def training_crops(images: list[np.ndarray], count: int, seed: int) -> np.ndarra
         crop = image[y : y + CROP, x : x + CROP].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         crops.append(distort(crop, CALIBRATION_DISTORTIONS[i % len(CALIBRATION_DISTORTIONS)], seed + i))
     return np.concatenate(crops)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of values in [0, 1] (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 class _Crops:
