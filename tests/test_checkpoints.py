@@ -33,6 +33,22 @@ def test_latest_ignores_temporary_and_incomplete_folders(tmp_path):
         checkpoints.resolve_resume(tmp_path, "checkpoint-12")  # by name, from anywhere
 
 
+def test_a_state_without_format_version_reads_as_version_1(tmp_path):
+    """Checkpoints written before trainer_state.json had a format_version still resume: what they did not
+    record is not checked."""
+    state = checkpoints.read_state(make_checkpoint(tmp_path, 2))
+    assert state["format_version"] == checkpoints.FORMAT_VERSION
+    assert state["settings"] == {} and state["parent"] is None and state["mixed_precision"] is None
+    Accelerator = namedtuple("Accelerator", "num_processes mixed_precision gradient_accumulation_steps")
+    checkpoints.check_settings(tmp_path, state, {"train.seed": 1}, Accelerator(1, "bf16", 4))
+    with pytest.raises(CheckpointError, match="num_processes 1, this run has 2"):
+        checkpoints.check_settings(tmp_path, state, {}, Accelerator(2, "no", 1))
+    newer = make_checkpoint(tmp_path, 4, complete=False)
+    (newer / checkpoints.STATE_FILE).write_text(json.dumps({"format_version": 99, "global_step": 4}))
+    with pytest.raises(CheckpointError, match="newer than this code reads"):
+        checkpoints.read_state(newer)
+
+
 def test_rotation_keeps_the_resumed_checkpoint_and_the_newest(tmp_path):
     resumed = make_checkpoint(tmp_path, 2)
     for step in (4, 6, 8):

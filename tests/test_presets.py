@@ -34,7 +34,7 @@ def test_listed_parameters_and_flops_match_the_model(name):
 
 def test_original_cost_is_the_spec_figure():
     assert COSTS["original"].parameters == 18_371_523
-    assert abs(COSTS["original"].gflops - 0.46) < 0.01  # SPEC §1: about 0.46 GFLOP per 128×128 tile
+    assert abs(COSTS["original"].gflops - 0.46) < 0.01  # the original VAE: about 0.46 GFLOP per 128×128 tile
 
 
 @pytest.mark.parametrize("name", NAMES)

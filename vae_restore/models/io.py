@@ -172,7 +172,8 @@ ORIGINAL_PARAMETER_NAMES = tuple(
 
 
 def import_original_state_dict(state: Mapping[str, torch.Tensor]) -> VAE:
-    """Load a state dict saved by the original code (names in SPEC §1, maybe `module.`-prefixed) into `original`."""
+    """Load a state dict saved by the original code (`ORIGINAL_PARAMETER_NAMES`, maybe `module.`-prefixed)
+    into preset `original`."""
     cleaned = {k.removeprefix("module."): v for k, v in state.items()}
     model = VAE(get_preset("original"))
     check_state_dict(model, cleaned, "original state dict")

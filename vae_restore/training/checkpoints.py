@@ -25,6 +25,18 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = CHECKPOINT_STATE_FILE
+# trainer_state.json's layout. Version 1 (files without `format_version`) may lack everything but
+# global_step and num_processes; version 2 records every key of `run_state`.
+FORMAT_VERSION = 2
+# What a version-1 file left out reads as "not recorded": a resume checks only what the file holds.
+V1_DEFAULTS = {
+    "max_train_steps": None,
+    "bad_steps": 0,
+    "mixed_precision": None,
+    "gradient_accumulation_steps": None,
+    "settings": {},
+    "parent": None,
+}
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -92,6 +104,7 @@ def run_state(
     and the weights stage distorted started from (so that a resume needs neither the parent file nor the
     same --init_from)."""
     return {
+        "format_version": FORMAT_VERSION,
         "global_step": step,
         "max_train_steps": max_train_steps,
         "bad_steps": bad_steps,
@@ -104,7 +117,15 @@ def run_state(
 
 
 def read_state(path: Path) -> dict:
-    return json.loads((path / STATE_FILE).read_text())
+    """A checkpoint's trainer_state.json in the current layout, whatever version wrote it."""
+    state = json.loads((path / STATE_FILE).read_text())
+    version = state.get("format_version", 1)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path / STATE_FILE} has format_version {version}, newer than this code reads ({FORMAT_VERSION}): "
+            "resume it with the version of vae-restore that wrote it"
+        )
+    return {**V1_DEFAULTS, **state, "format_version": FORMAT_VERSION} if version == 1 else state
 
 
 def changed_settings(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> list[str]:
@@ -154,15 +175,15 @@ def save_checkpoint(
 
 def check_settings(path: Path, state: dict, settings: dict, accelerator, may_change: tuple[str, ...] = ()) -> None:
     """Refuse, before anything heavy starts, a resume whose processes, precision, accumulation or settings
-    (but those of `may_change`) differ from those in the checkpoint's `state` (its trainer_state.json)."""
+    (but those of `may_change`) differ from those in the checkpoint's `state` (`read_state`)."""
     now = run_state(accelerator, state["global_step"])
     for key, flag in MUST_MATCH.items():
-        if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
+        if state[key] is not None and state[key] != now[key]:  # None: a version-1 file did not record it
             raise CheckpointError(
                 f"{path} was written with {key} {state[key]}, this run has {now[key]}: resume with {flag} {state[key]}"
             )
-    saved = state.get("settings", {})  # checkpoints before 2026-11-26 record none
-    changed = changed_settings(saved, json.loads(json.dumps(settings)), may_change)  # as written: tuples are lists
+    as_written = json.loads(json.dumps(settings))  # tuples are lists in the file
+    changed = changed_settings(state["settings"], as_written, may_change)
     if changed:
         raise CheckpointError(
             f"{path} was written with other settings: {'; '.join(changed)}. A resume continues the same run: "

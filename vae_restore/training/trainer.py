@@ -251,10 +251,10 @@ class Trainer:
         return source, target
 
     def resumed_parent(self) -> Parent | None:
-        """The parent recorded in the checkpoint being resumed (checkpoints before 2026-11-26 have none)."""
+        """The parent recorded in the checkpoint being resumed (a version-1 checkpoint may have none)."""
         if self.resumed_state is None or self.config.train.stage != "distorted":
             return None
-        saved = self.resumed_state.get("parent")
+        saved = self.resumed_state["parent"]
         return Parent(Path(saved["path"]), saved["sha256"]) if saved else None
 
     def maybe_resume(self) -> None:
@@ -275,10 +275,10 @@ class Trainer:
             self.accelerator.wait_for_everyone()
             state = self.resumed_state
             checkpoints.load_checkpoint(self.accelerator, path, state, self.generator, self.ema)
-            self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
+            self.global_step, self.bad_steps = int(state["global_step"]), int(state["bad_steps"])
             self.accelerator.print(f"resumed from {path} at step {self.global_step}")
-            self.apply_changed_optim_settings(state.get("settings", {}))
-            planned, scheduler = state.get("max_train_steps"), self.config.optim.lr_scheduler
+            self.apply_changed_optim_settings(state["settings"])
+            planned, scheduler = state["max_train_steps"], self.config.optim.lr_scheduler
             if planned not in (None, t.max_train_steps) and scheduler != "constant":
                 logger.warning(
                     "the %s learning-rate schedule was planned over %d steps and now spans --max_train_steps %d: "
