@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
-    from vae_restore.config import build_config
+    from vae_restore.config_io import build_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of images (paired data: its clear images)")

@@ -301,7 +301,7 @@ def test_mixture_copies_no_constants_from_the_host_after_its_first_batch(monkeyp
 
 
 def test_config_rejects_bad_probabilities_and_ranges():
-    from vae_restore.config import build_config
+    from vae_restore.config_io import build_config
     from vae_restore.errors import ConfigError
 
     with pytest.raises(ConfigError, match="p_jpeg must be a probability"):

@@ -159,7 +159,7 @@ def test_presets_command_lists_every_preset_with_its_cost(capsys):
 
 
 def test_training_refuses_a_crop_size_the_preset_cannot_take(tmp_path):
-    from vae_restore.config import build_config
+    from vae_restore.config_io import build_config
     from vae_restore.training import Trainer, reset_accelerate_state
 
     config = build_config(None, {"crop_size": 96, "output_dir": str(tmp_path), "report_to": "none"})

@@ -21,7 +21,8 @@ from vae_restore.benchmarks.quality_eval import Case, Column, cached_score, pars
 from vae_restore.benchmarks.quality_report import NOT_MEASURED, markdown_table
 from vae_restore.benchmarks.quality_train import Budget
 from vae_restore.benchmarks.recipes import BASE, RECIPES, load_recipe_file, select_recipes
-from vae_restore.config import Config, build_config
+from vae_restore.config import Config
+from vae_restore.config_io import build_config
 from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.errors import ConfigError
 from vae_restore.models import VAE, read_metadata

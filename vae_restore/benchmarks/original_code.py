@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..config import LossConfig, build_config
+from ..config import LossConfig
+from ..config_io import build_config
 from ..data.files import list_images
 from ..distortions import DistortionMixture
 from ..losses import vae_loss

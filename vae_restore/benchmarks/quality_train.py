@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, build_config
+from ..config import Config
+from ..config_io import build_config
 from ..errors import ConfigError
 from ..models import VAE, get_preset, save_model
 from ..training import fit_in_process

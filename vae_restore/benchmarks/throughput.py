@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import COMPILE_MODES, Config, DataConfig, TrainConfig, build_config
+from ..config import COMPILE_MODES, Config, DataConfig, TrainConfig
+from ..config_io import build_config
 from ..data.files import list_images
 from ..errors import ConfigError
 from ..models import VAE, save_model

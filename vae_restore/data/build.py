@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DataError
 from .cache import needs_padding, reflect_pad_to
 from .decode import decode_rgb, map_ordered
-from .files import ImageRecord
+from .listing import ImageRecord
 
 logger = logging.getLogger(__name__)
 

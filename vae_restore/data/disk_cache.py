@@ -27,7 +27,7 @@ import torch
 from ..errors import DataError
 from .build import DecodeReport, FileSink, decode_into, is_paired
 from .decode import map_ordered
-from .files import ImageRecord
+from .listing import ImageRecord
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from .cache import PixelBank
 from .dataset import ImageSet, decode_records, load_image_set, split_records, split_train_val
 from .decode import map_ordered
 from .disk_cache import cached_pixels
-from .files import ImageRecord, find_records
+from .files import find_records
+from .listing import ImageRecord
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_obj
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..config import Config, save_config
+from ..config import Config
+from ..config_io import save_config
 from ..data.sampler import CropSampler
 from ..data.training_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
