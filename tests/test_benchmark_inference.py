@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vae_restore.benchmarks.inference import markdown_table
+from benchmarks.inference import markdown_table
 from vae_restore.models import ORIGINAL, Preset
 from vae_restore.models.cost import measure_cost, preset_cost
 from vae_restore.models.presets import COSTS

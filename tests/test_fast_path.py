@@ -9,14 +9,15 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
+from benchmarks.in_process import LoggedSteps, fit_in_process
 from vae_restore.config import Config
 from vae_restore.losses import loss_means
-from vae_restore.training import Trainer, fit_in_process
+from vae_restore.training import Trainer
 
 from .conftest import REPO, write_images
 
 
-def run_trainer(tmp_path, data, **train_overrides) -> Trainer:
+def run_trainer(tmp_path, data, **train_overrides) -> tuple[Trainer, LoggedSteps]:
     config = Config()
     config.train = replace(
         config.train,
@@ -33,11 +34,13 @@ def run_trainer(tmp_path, data, **train_overrides) -> Trainer:
         **train_overrides,
     )
     config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)
-    return fit_in_process(config.validate())
+    history = LoggedSteps()
+    return fit_in_process(config.validate(), [history]), history
 
 
 def run_losses(tmp_path, data, **train_overrides) -> list[float]:
-    return [row["train/loss"] for row in run_trainer(tmp_path, data, **train_overrides).history]
+    _, history = run_trainer(tmp_path, data, **train_overrides)
+    return [row["train/loss"] for row in history]
 
 
 def test_channels_last_path_gives_the_same_losses(tmp_path):
@@ -66,8 +69,8 @@ def test_compiled_model_gives_the_same_losses(tmp_path):
     data = tmp_path / "images"
     write_images(data, 4, size=(140, 150))
     save_model(VAE(), tmp_path / "parent.safetensors")
-    trainer = run_trainer(tmp_path, data, compile=True, compile_mode="default")
-    compiled = [row["train/loss"] for row in trainer.history]
+    trainer, history = run_trainer(tmp_path, data, compile=True, compile_mode="default")
+    compiled = [row["train/loss"] for row in history]
     assert AcceleratorState().dynamo_plugin.backend.value.lower() == "inductor"
     assert AcceleratorState().dynamo_plugin.mode == "default"
     assert AcceleratorState().dynamo_plugin.to_kwargs()["dynamic"] is False
@@ -138,7 +141,7 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
 @pytest.fixture
 def throughput(tmp_path, monkeypatch):
     """The throughput benchmark over two images, with a reference loop of 10 images/s that does not run."""
-    from vae_restore.benchmarks import throughput
+    from benchmarks import throughput
 
     write_images(tmp_path / "images", 2)
     monkeypatch.setattr(
@@ -196,7 +199,7 @@ def test_throughput_benchmark_times_each_channel_padding(tmp_path, monkeypatch, 
 
 @pytest.mark.slow
 def test_step_profile_times_the_trainer_step_and_lists_its_kernels(tmp_path):
-    from vae_restore.benchmarks.step_profile import profile_step
+    from benchmarks.step_profile import profile_step
 
     write_images(tmp_path / "images", 4)
     report = profile_step(tmp_path / "images", 2, None, tmp_path / "work", warmup=1, timed=2, profiled=1)
@@ -242,10 +245,10 @@ def test_padded_rgb_channels_train_the_same(tmp_path):
     data = tmp_path / "images"
     write_images(data, 4, size=(140, 150))
     save_model(VAE(), tmp_path / "parent.safetensors")
-    padded = run_trainer(tmp_path, data, pad_channels_to=8)
+    padded, history = run_trainer(tmp_path, data, pad_channels_to=8)
     assert padded.plain_model.decoder.conv4.pad_channels_to == 8
     plain = run_losses(tmp_path, data)
-    assert [row["train/loss"] for row in padded.history] == pytest.approx(plain, rel=1e-5)
+    assert [row["train/loss"] for row in history] == pytest.approx(plain, rel=1e-5)
 
 
 def test_negative_channel_padding_is_refused():

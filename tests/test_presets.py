@@ -159,8 +159,9 @@ def test_presets_command_lists_every_preset_with_its_cost(capsys):
 
 
 def test_training_refuses_a_crop_size_the_preset_cannot_take(tmp_path):
+    from benchmarks.in_process import reset_accelerate_state
     from vae_restore.config_io import build_config
-    from vae_restore.training import Trainer, reset_accelerate_state
+    from vae_restore.training import Trainer
 
     config = build_config(None, {"crop_size": 96, "output_dir": str(tmp_path), "report_to": "none"})
     reset_accelerate_state()

@@ -5,16 +5,15 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import os
 import shlex
 import signal
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_object, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
@@ -141,8 +140,12 @@ def compile_plugin(mode: str) -> TorchDynamoPlugin:
     return TorchDynamoPlugin(backend="inductor", mode=mode, dynamic=False)
 
 
+# Called on every process with each logged step's number and metrics (`train/loss`, `train/images_per_s`, ...).
+TrainingCallback = Callable[[int, dict[str, float]], None]
+
+
 class Trainer:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, callbacks: Iterable[TrainingCallback] = ()):
         self.config = config.validate()  # a config built or edited in code gets the checks a YAML gets
         self.run_dir = config.run_dir
         t = config.train
@@ -204,10 +207,9 @@ class Trainer:
         decay = config.optim.ema_decay
         self.ema = EMA(self.plain_model, decay) if decay > 0 else None
         self.global_step = 0
-        self.first_batch_sum: torch.Tensor | None = None
         self.bad_steps = 0
         self.window_sum: torch.Tensor | None = None  # loss terms of the accumulation window so far
-        self.history: list[dict[str, float]] = []  # every logged window, for benchmarks and tests
+        self.callbacks = list(callbacks)
         self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
 
     def build_data(self) -> None:
@@ -316,8 +318,6 @@ class Trainer:
         acc, c = self.accelerator, self.config
         with acc.accumulate(self.model):
             source, target = self.next_batch()
-            if self.first_batch_sum is None:
-                self.first_batch_sum = source.detach().double().sum()
             terms = vae_loss(c.loss, self.model(source), target, self.global_step, self.loss_means)
             acc.backward(terms.loss)
             window = self.accumulate_terms(terms)
@@ -436,7 +436,8 @@ class Trainer:
             }
         )
         self.accelerator.log(logs, step=self.global_step)
-        self.history.append({"step": self.global_step, **logs})
+        for callback in self.callbacks:
+            callback(self.global_step, logs)
         progress.set_postfix(loss=f"{mean[0]:.4g}", img_s=f"{speed:.0f}")
 
     def stop_for_signal(self, signum: int, window: LossWindow, progress: tqdm) -> None:
@@ -499,16 +500,9 @@ class Trainer:
             resolved.train.init_from = str(self.parent.path)
         return resolved
 
-    def describe_processes(self) -> list[dict]:
-        """Who trained: one entry per process, with a fingerprint of the first batch it read."""
-        first = None if self.first_batch_sum is None else float(self.first_batch_sum)
-        mine = {"rank": self.accelerator.process_index, "pid": os.getpid(), "first_batch_sum": first}
-        return gather_object([mine])
-
     def finish(self) -> Path:
         """Final fp32 weights with their lineage, and the resolved config with a summary of the run."""
         acc = self.accelerator
-        processes = self.describe_processes()
         weights = self.run_dir / WEIGHTS_NAME
         if acc.is_main_process:
             lineage = {}
@@ -525,7 +519,6 @@ class Trainer:
                 "resumed_from": str(self.resumed_from) if self.resumed_from else None,
                 "bad_steps": self.bad_steps,
                 "num_processes": acc.num_processes,
-                "processes": processes,
                 "mixed_precision": acc.mixed_precision,
                 "num_train_images": self.num_train_images,
                 "skipped_files": self.skipped_files,
@@ -546,18 +539,4 @@ def train(config: Config) -> Path:
     return Trainer(config).fit()
 
 
-def reset_accelerate_state() -> None:
-    """Forget Accelerate's process-wide singletons, so another `Trainer` can start in this process."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-def fit_in_process(config: Config) -> Trainer:
-    """Run one stage after others in the same process (benchmarks, tests); returns the finished trainer."""
-    reset_accelerate_state()
-    trainer = Trainer(config)
-    trainer.fit()
-    return trainer
-
-
-__all__ = ["Trainer", "fit_in_process", "reset_accelerate_state", "resolve_parent", "train"]
+__all__ = ["Trainer", "TrainingCallback", "resolve_parent", "train"]
