@@ -141,7 +141,7 @@ def test_unknown_stage_lists_the_stages():
 
 
 def test_a_finished_stage_names_the_next_command():
-    from vae_restore.training.trainer import next_command
+    from vae_restore.training.preemption import next_command
 
     clear = build_config(
         None,
