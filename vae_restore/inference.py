@@ -109,6 +109,20 @@ class Restorer:
 
     `provider` is the provider that is ACTIVE (onnxruntime falls back silently when CUDA can't start).
     `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does; `max_pixels` bounds image files.
+
+    Args:
+        path: an exported `model.onnx` (the restoration path), with its manifest beside it.
+        providers: `auto`, `cpu`, `cuda`, or onnxruntime provider names.
+        batch_size: tiles per session call.
+        overlap: pixels shared by neighbouring tiles.
+        threads: onnxruntime's intra-op threads (None: its default).
+        verify: check the file against its manifest's sha256 before loading it.
+        max_pixels: refuse image files with more pixels than this.
+
+    Raises:
+        CheckpointError: no model at `path`, it does not match its manifest, or it is not a restoration export.
+        InferenceError: onnxruntime cannot load the model (or, in `restore`, fails on a batch).
+        ValueError: a setting that is not a positive whole number, or an overlap the tile cannot take.
     """
 
     def __init__(

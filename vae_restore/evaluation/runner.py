@@ -130,7 +130,19 @@ def build_summary(options: EvalOptions, weights: Path, rows: list[dict], methods
 
 
 def evaluate(options: EvalOptions) -> dict:
-    """Score `options.data` with the checkpoint; returns the summary (the same on every process)."""
+    """Score `options.data` with the checkpoint; returns the summary (the same on every process).
+
+    Args:
+        options: the checkpoint, the data and its distortion, the baselines, the output folder and the trackers.
+
+    Returns:
+        The summary written to the output folder: per method and metric, the mean and spread over the images.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be loaded (see `load_model`).
+        ConfigError: options that contradict each other (`EvalOptions.validate`).
+        DataError: no images to score, or unpaired files that are not allowed.
+    """
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, gather_object
 

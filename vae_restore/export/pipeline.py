@@ -71,6 +71,24 @@ def export_onnx(
     fp16: bool = False,
     check_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
 ) -> ExportResult:
+    """Export one checkpoint to ONNX; the file is published only when onnxruntime agrees with PyTorch.
+
+    Args:
+        checkpoint: a run folder or `model.safetensors`.
+        output: the `.onnx` file to write; its manifest goes beside it (`<output>.json`).
+        part: `restore` (image -> restored image, what `Restorer` runs), or one half of the network.
+        opset: the ONNX opset asked of the exporter.
+        fp16: export in half precision (checked against the fp32 module with a looser tolerance).
+        check_batch_sizes: the batch sizes the parity gate runs.
+
+    Returns:
+        The written model and manifest paths, and the parity report.
+
+    Raises:
+        ExportError: an unknown part, bad batch sizes, onnxruntime missing, an invalid graph, or a failed
+            parity gate (then nothing is written at `output`).
+        CheckpointError: the checkpoint cannot be loaded (see `load_model`).
+    """
     if part not in PARTS:
         raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     if not check_batch_sizes or min(check_batch_sizes) < 1:

@@ -130,7 +130,19 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
-    """Build the preset recorded in the file and load its weights; the model comes back in eval mode."""
+    """Build the preset recorded in the file and load its weights; the model comes back in eval mode.
+
+    Args:
+        path: a `.safetensors` file written by the toolkit, or a finished run folder (its `model.safetensors`).
+        device: where the model is placed.
+
+    Returns:
+        The VAE of the recorded preset, in eval mode.
+
+    Raises:
+        CheckpointError: the path is missing, not safetensors, a resumable checkpoint rather than a model, its
+            sha256 differs from the one its run recorded, or its tensors do not fit the preset or hold NaN/Inf.
+    """
     weights = resolve_weights(path)
     check_recorded_sha256(weights)
     model = VAE(_preset_from_metadata(read_metadata(weights), weights))
