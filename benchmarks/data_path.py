@@ -16,7 +16,7 @@ import torch
 from vae_restore.config import DistortionConfig
 from vae_restore.data.files import find_records
 from vae_restore.data.sampler import CropSampler
-from vae_restore.data.training_data import clear_only, decode_in_memory, place
+from vae_restore.data.stage_data import clear_only, decode_in_memory, place
 from vae_restore.distortions import DistortionMixture, distortions_from_config
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from vae_restore.config import LossConfig
-from vae_restore.data.training_data import header_sizes
+from vae_restore.data.stage_data import header_sizes
 from vae_restore.errors import DataError
 from vae_restore.losses import vae_loss
 from vae_restore.models import VAE

@@ -272,7 +272,7 @@ def test_crops_draws_and_a_certain_mixture_need_no_host_synchronisation():
     FakeTensorMode refuses exactly those, so it shows the default stage's data path has none."""
     from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
 
-    from vae_restore.data.cache import PixelBank
+    from vae_restore.data.pixel_bank import PixelBank
     from vae_restore.data.sampler import CropSampler
 
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from vae_restore.training import tracking
+from vae_restore import tracking
 
 NAMES = ("WANDB_DIR", "WANDB_MODE", "WANDB_SILENT", "WANDB_API_KEY")
 

@@ -147,9 +147,8 @@ def evaluate(options: EvalOptions) -> dict:
     from accelerate.utils import ProjectConfiguration, gather_object
 
     from ..models import load_model
-    from ..training.tracking import prepare_tracker_env
+    from ..tracking import log_evaluation, prepare_tracker_env
     from .tiled import tile_geometry
-    from .tracking import log_evaluation
 
     weights = resolve_weights(options.checkpoint)
     options.validate()
@@ -201,9 +200,8 @@ def evaluate(options: EvalOptions) -> dict:
         write_csv(rows, methods, output / CSV_NAME)
         write_summary(summary, output / SUMMARY_NAME)
         shown = [(r, comparison_path(output / COMPARISONS_DIR, r["index"], r["image"])) for r in rows]
-        log_evaluation(
-            accelerator, summary["metrics"], [(r, p) for r, p in shown if r["index"] < options.num_comparisons]
-        )
+        shown = [(r, p) for r, p in shown if r["index"] < options.num_comparisons]
+        log_evaluation(accelerator, summary["metrics"], shown, (INPUT, RESTORED))
         print(format_table(summary["metrics"]))
         print(format_gains(summary["gain_over_input"]))
         print(

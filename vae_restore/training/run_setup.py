@@ -15,14 +15,14 @@ from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_obj
 
 from ..config import Config
 from ..data.sampler import CropSampler
-from ..data.training_data import Shard, TrainingData, load_training_data
+from ..data.stage_data import Shard, TrainingData, load_training_data
 from ..distortions import DistortionMixture
 from ..errors import ConfigError, DataError, TrainingError
 from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, sha256_file
 from ..models.channel_padding import set_channel_padding
+from ..tracking import prepare_tracker_env
 from .optim import build_optimizer, build_scheduler
 from .preflight import check_output_dir, required_bytes
-from .tracking import prepare_tracker_env
 from .validation import ValidationSet, build_validation_set
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
 
 
 @dataclass
-class StageData:
+class DataStream:
     """The stage's data on the training device: the crop stream, its distortions, the validation crops."""
 
     sampler: CropSampler
@@ -187,7 +187,7 @@ class StageData:
     num_train_images: int
 
 
-def build_stage_data(config: Config, accelerator: Accelerator) -> StageData:
+def build_stage_data(config: Config, accelerator: Accelerator) -> DataStream:
     """Decode once, keep the pixels on the training device, fix the validation crops."""
     c, acc = config, accelerator
     distorted_stage = c.train.stage == "distorted"
@@ -212,4 +212,4 @@ def build_stage_data(config: Config, accelerator: Accelerator) -> StageData:
         mixture if distorted_stage else None,
         use_pairs=distorted_stage,
     )
-    return StageData(sampler, generator, mixture, val, skipped, padded, count)
+    return DataStream(sampler, generator, mixture, val, skipped, padded, count)

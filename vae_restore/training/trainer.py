@@ -21,6 +21,7 @@ from ..config_io import save_config
 from ..errors import Preempted, TrainingError
 from ..losses import loss_means, vae_loss
 from ..models import VAE, WEIGHTS_NAME, save_model, sha256_file
+from ..tracking import log_image
 from . import checkpoints, resume
 from .ema import EMA
 from .monitor import TERMS, AccumulationWindow, LossWindow, NonFiniteLoss, agreed_finite
@@ -33,7 +34,6 @@ from .run_setup import (
     resolve_parent,
     resolved_config,
 )
-from .tracking import log_image
 from .validation import NonFiniteRestoration, run_validation
 
 logger = logging.getLogger(__name__)
@@ -79,16 +79,17 @@ class Trainer:
         return self.mixture(clear, generator)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model input, clear target): clear crops distorted on the fly where the data has no distorted side."""
         batch_size = self.config.train.train_batch_size
-        source, target = self.sampler.sample(batch_size)
+        distorted, clear = self.sampler.sample(batch_size)
         if not self.config.train.channels_last:
-            target = target.contiguous()
-            source = None if source is None else source.contiguous()
-        if source is None:
-            source = self.distort(target, self.generator) if self.config.train.stage == "distorted" else target
+            clear = clear.contiguous()
+            distorted = None if distorted is None else distorted.contiguous()
+        if distorted is None:
+            distorted = self.distort(clear, self.generator) if self.config.train.stage == "distorted" else clear
         elif synthetic := round(self.config.data.synthetic_ratio * batch_size):
-            source = torch.cat([self.distort(target[:synthetic], self.generator), source[synthetic:]])
-        return source, target
+            distorted = torch.cat([self.distort(clear[:synthetic], self.generator), distorted[synthetic:]])
+        return distorted, clear
 
     def start(self) -> None:
         """Continue the checkpoint being resumed, or start a new run (see `resume`)."""
