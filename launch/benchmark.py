@@ -18,6 +18,9 @@ from pathlib import Path
 
 from vae_restore.cli_common import count_or_zero, new_file, positive_int, positive_int_list, run_with_clear_errors
 
+# benchmarks/ is not installed with vae_restore: it is read from this clone, beside launch/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 
 def yaml_file(text: str) -> Path:
     if not Path(text).is_file():
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_quality_benchmark(args)
     if args.benchmark == "profile":
         return run_profile(args)
-    from vae_restore.benchmarks.throughput import failed_rows, run_throughput
+    from benchmarks.throughput import failed_rows, run_throughput
 
     report = run_throughput(
         args.data,
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_profile(args: argparse.Namespace) -> int:
     import tempfile
 
-    from vae_restore.benchmarks.step_profile import profile_step
+    from benchmarks.step_profile import profile_step
 
     with tempfile.TemporaryDirectory() as tmp:
         report = profile_step(
@@ -134,7 +137,7 @@ def add_quality_parser(sub) -> None:
         "--recipes",
         type=name_list,
         default=["default"],
-        help="see vae_restore/benchmarks/recipes.py (default: default)",
+        help="see benchmarks/recipes.py (default: default)",
     )
     q.add_argument("--recipe_file", type=Path, help="YAML: name: {config_key: value, ...} (more recipes)")
     q.add_argument(
@@ -175,9 +178,9 @@ def add_quality_parser(sub) -> None:
 
 
 def run_quality_benchmark(args: argparse.Namespace) -> int:
-    from vae_restore.benchmarks.quality import DEFAULT_COLUMNS, QualityOptions, parse_mixtures, run_quality
-    from vae_restore.benchmarks.quality_eval import parse_columns
-    from vae_restore.benchmarks.quality_train import Budget
+    from benchmarks.quality import DEFAULT_COLUMNS, QualityOptions, parse_mixtures, run_quality
+    from benchmarks.quality_eval import parse_columns
+    from benchmarks.quality_train import Budget
 
     distorted_config, distorted_configs = parse_mixtures(args.distorted_config)
     parsed = {

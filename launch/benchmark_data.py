@@ -12,6 +12,9 @@ from pathlib import Path
 
 from vae_restore.cli_common import positive_int, run_with_clear_errors
 
+# benchmarks/ is not installed with vae_restore: it is read from this clone, beside launch/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 
 def device(text: str):
     import torch
@@ -28,8 +31,8 @@ def device(text: str):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
-    from vae_restore.config import build_config
+    from benchmarks.data_path import benchmark_data_path, markdown_table
+    from vae_restore.config_io import build_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of images (paired data: its clear images)")

@@ -8,6 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+# benchmarks/ is not installed with vae_restore: it is read from this clone, beside launch/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 
 def main(argv: list[str] | None = None) -> int:
     from vae_restore.cli_common import new_file, positive_int
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vae_restore.benchmarks.inference import markdown_table, run_benchmark
+    from benchmarks.inference import markdown_table, run_benchmark
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but CUDA is not available here")

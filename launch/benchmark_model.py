@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the clone: `benchmarks` is not installed
+
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("scores"), help="scores.md and scores.json")
     args = parser.parse_args(argv)
 
-    from vae_restore.benchmarks.model_scores import ScoreOptions, markdown, score_model, write
+    from benchmarks.model_scores import ScoreOptions, markdown, score_model, write
 
     options = ScoreOptions(
         model=args.model,

@@ -19,6 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the clone: `benchmarks` is not installed
+
 SCORES_FILE = "scores.json"
 
 
@@ -35,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gate_data", help="--quantize: clear images for the score gate")
     args = parser.parse_args(argv)
 
+    from benchmarks.model_scores import markdown
     from vae_restore import pretrained
-    from vae_restore.benchmarks.model_scores import markdown
     from vae_restore.export.pipeline import export_onnx
     from vae_restore.model_card import CardContent, render_card
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the crops and distortions (default 0)")
     args = parser.parse_args(argv)
-    from vae_restore.config import build_config
+    from vae_restore.config_io import build_config
     from vae_restore.distortions.preview import preview_grid
 
     config = build_config(args.config)

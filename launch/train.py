@@ -15,7 +15,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vae_restore.config import add_config_arguments, config_from_args, stage_yaml
+    from vae_restore.config_cli import add_config_arguments, config_from_args, stage_yaml
     from vae_restore.training import train
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

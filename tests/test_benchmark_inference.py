@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vae_restore.benchmarks.inference import markdown_table
+from benchmarks.inference import markdown_table
 from vae_restore.models import ORIGINAL, Preset
 from vae_restore.models.cost import measure_cost, preset_cost
 from vae_restore.models.presets import COSTS
@@ -12,7 +12,7 @@ def test_flops_of_a_checkpoints_preset_are_counted_when_not_registered():
     narrow = Preset(name="narrow", channels=(8, 16, 32, 64), hidden_dim=64, latent_dim=16)
     assert preset_cost(narrow) == measure_cost(narrow) and preset_cost(narrow).flops < preset_cost(ORIGINAL).flops
     assert preset_cost(ORIGINAL) is COSTS["original"]
-    assert abs(preset_cost(ORIGINAL).gflops - 0.46) < 0.01  # SPEC §1: about 0.46 GFLOP per 128×128 tile
+    assert abs(preset_cost(ORIGINAL).gflops - 0.46) < 0.01  # the original VAE: about 0.46 GFLOP per 128×128 tile
 
 
 def test_table_reports_the_speed_up_against_pytorch():

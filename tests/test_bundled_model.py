@@ -63,7 +63,7 @@ def test_restore_command_uses_the_bundled_model_without_torch(tmp_path):
 
 
 def test_the_card_shows_the_bundled_scores():
-    from vae_restore.benchmarks.model_scores import markdown
+    from benchmarks.model_scores import markdown
 
     scores = json.loads((FOLDER / "scores.json").read_text())
     card = (FOLDER / "README.md").read_text()
@@ -75,7 +75,7 @@ def test_the_card_shows_the_bundled_scores():
 @pytest.mark.real_data
 @pytest.mark.skipif(not (SHARED_DATA / "val_photos").is_dir(), reason="needs ../shared/data/val_photos")
 def test_the_cards_awgn25_figure_is_what_its_evaluation_command_prints(tmp_path):
-    from vae_restore.benchmarks.model_scores import MODEL, ScoreOptions, score_model
+    from benchmarks.model_scores import MODEL, ScoreOptions, score_model
 
     options = ScoreOptions(
         model=FOLDER / "model.onnx",

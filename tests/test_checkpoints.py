@@ -5,7 +5,7 @@ from collections import namedtuple
 import pytest
 
 from vae_restore.errors import CheckpointError, TrainingError
-from vae_restore.training import checkpoints, preflight
+from vae_restore.training import checkpoints, preflight, resume
 from vae_restore.training.preemption import resume_command
 
 
@@ -22,15 +22,31 @@ def test_latest_ignores_temporary_and_incomplete_folders(tmp_path):
     make_checkpoint(tmp_path, 10)
     make_checkpoint(tmp_path, 12, complete=False)
     (checkpoints.checkpoints_dir(tmp_path) / "checkpoint-14.tmp").mkdir()
-    assert checkpoints.resolve_resume(tmp_path, "latest").name == "checkpoint-10"
+    assert resume.resolve_resume(tmp_path, "latest").name == "checkpoint-10"
     assert [p.name for p in checkpoints.complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
     with pytest.raises(CheckpointError, match="not a complete checkpoint"):
-        checkpoints.resolve_resume(tmp_path, str(checkpoints.checkpoints_dir(tmp_path) / "checkpoint-12"))
-    assert checkpoints.resolve_resume(tmp_path / "empty", "latest") is None
+        resume.resolve_resume(tmp_path, str(checkpoints.checkpoints_dir(tmp_path) / "checkpoint-12"))
+    assert resume.resolve_resume(tmp_path / "empty", "latest") is None
     with pytest.raises(CheckpointError, match=r"checkpoint-7 does not exist; complete ones: \['checkpoint-2'"):
-        checkpoints.resolve_resume(tmp_path, "checkpoint-7")
+        resume.resolve_resume(tmp_path, "checkpoint-7")
     with pytest.raises(CheckpointError, match="checkpoint-12 is not a complete checkpoint"):
-        checkpoints.resolve_resume(tmp_path, "checkpoint-12")  # by name, from anywhere
+        resume.resolve_resume(tmp_path, "checkpoint-12")  # by name, from anywhere
+
+
+def test_a_state_without_format_version_reads_as_version_1(tmp_path):
+    """Checkpoints written before trainer_state.json had a format_version still resume: what they did not
+    record is not checked."""
+    state = checkpoints.read_state(make_checkpoint(tmp_path, 2))
+    assert state["format_version"] == checkpoints.FORMAT_VERSION
+    assert state["settings"] == {} and state["parent"] is None and state["mixed_precision"] is None
+    Accelerator = namedtuple("Accelerator", "num_processes mixed_precision gradient_accumulation_steps")
+    resume.check_settings(tmp_path, state, {"train.seed": 1}, Accelerator(1, "bf16", 4))
+    with pytest.raises(CheckpointError, match="num_processes 1, this run has 2"):
+        resume.check_settings(tmp_path, state, {}, Accelerator(2, "no", 1))
+    newer = make_checkpoint(tmp_path, 4, complete=False)
+    (newer / checkpoints.STATE_FILE).write_text(json.dumps({"format_version": 99, "global_step": 4}))
+    with pytest.raises(CheckpointError, match="newer than this code reads"):
+        checkpoints.read_state(newer)
 
 
 def test_rotation_keeps_the_resumed_checkpoint_and_the_newest(tmp_path):

@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from vae_restore.config import Config, add_config_arguments, build_config, config_from_args, load_yaml
+from vae_restore.config import Config
+from vae_restore.config_cli import add_config_arguments, config_from_args
+from vae_restore.config_io import build_config, load_yaml
 from vae_restore.errors import ConfigError
 
 from .conftest import REPO, subprocess_env
@@ -139,7 +141,7 @@ def test_unknown_stage_lists_the_stages():
 
 
 def test_a_finished_stage_names_the_next_command():
-    from vae_restore.training.trainer import next_command
+    from vae_restore.training.preemption import next_command
 
     clear = build_config(
         None,

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from vae_restore.data.dataset import decode_records
 from vae_restore.data.decode import IMAGE_SUFFIXES, decode_rgb
 from vae_restore.data.files import ImageRecord
+from vae_restore.data.image_set import decode_records
 from vae_restore.errors import DataError
 
 

@@ -272,7 +272,7 @@ def test_crops_draws_and_a_certain_mixture_need_no_host_synchronisation():
     FakeTensorMode refuses exactly those, so it shows the default stage's data path has none."""
     from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
 
-    from vae_restore.data.cache import PixelBank
+    from vae_restore.data.pixel_bank import PixelBank
     from vae_restore.data.sampler import CropSampler
 
     rng = np.random.default_rng(0)
@@ -301,7 +301,7 @@ def test_mixture_copies_no_constants_from_the_host_after_its_first_batch(monkeyp
 
 
 def test_config_rejects_bad_probabilities_and_ranges():
-    from vae_restore.config import build_config
+    from vae_restore.config_io import build_config
     from vae_restore.errors import ConfigError
 
     with pytest.raises(ConfigError, match="p_jpeg must be a probability"):

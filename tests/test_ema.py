@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from benchmarks.in_process import fit_in_process
 from vae_restore.config import Config
 from vae_restore.errors import CheckpointError
 from vae_restore.models import VAE, Preset, load_model, sha256_file
-from vae_restore.training import Trainer, fit_in_process
+from vae_restore.training import Trainer
 from vae_restore.training.ema import EMA, EMA_FILE, ema_decay_at
 
 from .conftest import write_images

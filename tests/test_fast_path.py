@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
 
+from benchmarks.in_process import LoggedSteps, fit_in_process
 from vae_restore.config import Config
-from vae_restore.errors import ConfigError
 from vae_restore.losses import loss_means
-from vae_restore.training import Trainer, fit_in_process
+from vae_restore.training import Trainer
 
 from .conftest import REPO, write_images
 
 
-@dataclass(frozen=True)
-class Setup:
-    """Training images, a parent model, and the losses of the plain eager run on them."""
-
-    data: Path
-    parent: Path
-    eager_losses: list[float]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> Setup:
-    """The eager, channels_last, unpadded run that the channels_last, compile and padding tests each compare
-    against: trained once (the trainer seeds itself, so it is the same run whichever test comes first)."""
-    from vae_restore.models import VAE, save_model
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("fast_path")
-    data = root / "images"
-    write_images(data, 4, size=(140, 150))
-    torch.manual_seed(0)
-    parent = save_model(VAE(), root / "parent.safetensors")
-    losses = run_losses(root, data, parent)
-    assert len(losses) == 3 and losses[0] != losses[-1], "training moved"
-    return Setup(data, parent, losses)
-
-
-def run_trainer(tmp_path, data, parent, **train_overrides) -> Trainer:
+def run_trainer(tmp_path, data, **train_overrides) -> tuple[Trainer, LoggedSteps]:
     config = Config()
     config.train = replace(
         config.train,
@@ -56,44 +29,55 @@ def run_trainer(tmp_path, data, parent, **train_overrides) -> Trainer:
         checkpointing_steps=1000,
         report_to="none",
         train_batch_size=4,
-        init_from=str(parent),
+        init_from=str(tmp_path / "parent.safetensors"),
         overwrite_output_dir=True,  # the variants compared run one after the other in one folder
         **train_overrides,
     )
     config.data = replace(config.data, train_data=str(data), val_crops_per_image=1)
-    return fit_in_process(config.validate())
+    history = LoggedSteps()
+    return fit_in_process(config.validate(), [history]), history
 
 
-def run_losses(tmp_path, data, parent, **train_overrides) -> list[float]:
-    return [row["train/loss"] for row in run_trainer(tmp_path, data, parent, **train_overrides).history]
+def run_losses(tmp_path, data, **train_overrides) -> list[float]:
+    _, history = run_trainer(tmp_path, data, **train_overrides)
+    return [row["train/loss"] for row in history]
 
 
-def test_channels_last_path_gives_the_same_losses(tmp_path, setup):
+def test_channels_last_path_gives_the_same_losses(tmp_path):
+    from vae_restore.models import VAE, save_model
+
     torch.set_num_threads(1)
-    assert Config().train.channels_last, "the shared eager run is the channels_last one"
-    plain = run_losses(tmp_path, setup.data, setup.parent, channels_last=False)
-    assert len(setup.eager_losses) == 3
-    assert setup.eager_losses == pytest.approx(plain, rel=1e-5)
+    data = tmp_path / "images"
+    write_images(data, 4, size=(140, 150))
+    save_model(VAE(), tmp_path / "parent.safetensors")
+    fast = run_losses(tmp_path, data, channels_last=True)
+    plain = run_losses(tmp_path, data, channels_last=False)
+    assert len(fast) == 3
+    assert fast == pytest.approx(plain, rel=1e-5)
+    assert fast[0] != fast[-1], "training moved"
 
 
 @pytest.mark.slow
-def test_compiled_model_gives_the_same_losses(tmp_path, setup):
+def test_compiled_model_gives_the_same_losses(tmp_path):
     """`--compile` (inductor, fp32 on the CPU) only reorders floating-point sums; the mode reaches Accelerate.
 
     The model is compiled by Accelerate, the loss's elementwise part by the trainer; the weights it writes load.
     """
-    from vae_restore.models import load_model
+    from vae_restore.models import VAE, load_model, save_model
 
     torch.set_num_threads(1)
-    trainer = run_trainer(tmp_path, setup.data, setup.parent, compile=True, compile_mode="default")
-    compiled = [row["train/loss"] for row in trainer.history]
+    data = tmp_path / "images"
+    write_images(data, 4, size=(140, 150))
+    save_model(VAE(), tmp_path / "parent.safetensors")
+    trainer, history = run_trainer(tmp_path, data, compile=True, compile_mode="default")
+    compiled = [row["train/loss"] for row in history]
     assert AcceleratorState().dynamo_plugin.backend.value.lower() == "inductor"
     assert AcceleratorState().dynamo_plugin.mode == "default"
     assert AcceleratorState().dynamo_plugin.to_kwargs()["dynamic"] is False
     assert getattr(trainer.loss_means, "_torchdynamo_orig_callable", None) is loss_means
     saved = load_model(tmp_path / "out" / "distorted")  # torch.compile's `_orig_mod.` prefixes stripped
     assert torch.equal(saved.encoder.conv1.weight, trainer.weights().encoder.conv1.weight.detach().cpu())
-    eager = setup.eager_losses
+    eager = run_losses(tmp_path, data, compile=False)
     assert len(compiled) == 3
     assert compiled[0] == pytest.approx(eager[0], rel=1e-5), "the same forward pass before any update"
     assert compiled == pytest.approx(eager, rel=1e-3), "reordered sums drift a little with each update"
@@ -157,7 +141,7 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
 @pytest.fixture
 def throughput(tmp_path, monkeypatch):
     """The throughput benchmark over two images, with a reference loop of 10 images/s that does not run."""
-    from vae_restore.benchmarks import throughput
+    from benchmarks import throughput
 
     write_images(tmp_path / "images", 2)
     monkeypatch.setattr(
@@ -213,32 +197,9 @@ def test_throughput_benchmark_times_each_channel_padding(tmp_path, monkeypatch, 
     ]
 
 
-def test_throughput_benchmark_times_each_precision_in_one_run(tmp_path, monkeypatch, throughput, capsys):
-    def fake_trainer(config, steps, pipeline):
-        mixed = config.train.mixed_precision
-        bs = config.train.train_batch_size
-        return {"pipeline": pipeline, "batch_size": bs, "mixed_precision": mixed, "images_per_s": 20.0}
-
-    monkeypatch.setattr(throughput, "trainer_throughput", fake_trainer)
-    report = throughput.run_throughput(tmp_path / "images", [1, 2], 2, [], 2, None, mixed_precisions=("no", "bf16"))
-    assert [(row["batch_size"], row["mixed_precision"]) for row in report["rows"][1:]] == [
-        (1, "no"),
-        (1, "bf16"),
-        (2, "no"),
-        (2, "bf16"),
-    ]
-    printed = capsys.readouterr().out.splitlines()[1:]
-    assert [line.split()[4] for line in printed] == ["fp32", "bf16", "fp32", "bf16"]
-
-
-def test_throughput_benchmark_refuses_an_unknown_precision(tmp_path, throughput):
-    with pytest.raises(ConfigError, match="unknown --mixed_precision"):
-        throughput.run_throughput(tmp_path / "images", [1], 2, [], 2, None, mixed_precisions=("no", "bf32"))
-
-
 @pytest.mark.slow
 def test_step_profile_times_the_trainer_step_and_lists_its_kernels(tmp_path):
-    from vae_restore.benchmarks.step_profile import profile_step
+    from benchmarks.step_profile import profile_step
 
     write_images(tmp_path / "images", 4)
     report = profile_step(tmp_path / "images", 2, None, tmp_path / "work", warmup=1, timed=2, profiled=1)
@@ -277,11 +238,17 @@ def test_padded_rgb_channels_give_the_same_outputs_and_gradients(preset):
     assert set_channel_padding(model, 0) == 0
 
 
-def test_padded_rgb_channels_train_the_same(tmp_path, setup):
+def test_padded_rgb_channels_train_the_same(tmp_path):
+    from vae_restore.models import VAE, save_model
+
     torch.set_num_threads(1)
-    padded = run_trainer(tmp_path, setup.data, setup.parent, pad_channels_to=8)
+    data = tmp_path / "images"
+    write_images(data, 4, size=(140, 150))
+    save_model(VAE(), tmp_path / "parent.safetensors")
+    padded, history = run_trainer(tmp_path, data, pad_channels_to=8)
     assert padded.plain_model.decoder.conv4.pad_channels_to == 8
-    assert [row["train/loss"] for row in padded.history] == pytest.approx(setup.eager_losses, rel=1e-5)
+    plain = run_losses(tmp_path, data)
+    assert [row["train/loss"] for row in history] == pytest.approx(plain, rel=1e-5)
 
 
 def test_negative_channel_padding_is_refused():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_restore.config import LossConfig, build_config
+from vae_restore.config import LossConfig
+from vae_restore.config_io import build_config
 from vae_restore.errors import ConfigError
 from vae_restore.losses import CHARBONNIER_EPS, kl_divergence, kl_scale, reconstruction_loss, ssim_loss, vae_loss
 from vae_restore.metrics import ssim

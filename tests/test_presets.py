@@ -35,7 +35,7 @@ def test_listed_parameters_and_flops_match_the_model(name):
 
 def test_original_cost_is_the_spec_figure():
     assert COSTS["original"].parameters == 18_371_523
-    assert abs(COSTS["original"].gflops - 0.46) < 0.01  # SPEC §1: about 0.46 GFLOP per 128×128 tile
+    assert abs(COSTS["original"].gflops - 0.46) < 0.01  # the original VAE: about 0.46 GFLOP per 128×128 tile
 
 
 @pytest.mark.parametrize("name", FC_NAMES)
@@ -160,8 +160,9 @@ def test_presets_command_lists_every_preset_with_its_cost(capsys):
 
 
 def test_training_refuses_a_crop_size_the_preset_cannot_take(tmp_path):
-    from vae_restore.config import build_config
-    from vae_restore.training import Trainer, reset_accelerate_state
+    from benchmarks.in_process import reset_accelerate_state
+    from vae_restore.config_io import build_config
+    from vae_restore.training import Trainer
 
     config = build_config(None, {"crop_size": 96, "output_dir": str(tmp_path), "report_to": "none"})
     reset_accelerate_state()
@@ -220,8 +221,9 @@ def test_a_conv_preset_needs_scales_and_blocks():
 
 
 def test_fullconv_trains_on_any_crop_that_is_a_multiple_of_8(tmp_path):
-    from vae_restore.config import build_config
-    from vae_restore.training import Trainer, reset_accelerate_state
+    from benchmarks.in_process import reset_accelerate_state
+    from vae_restore.config_io import build_config
+    from vae_restore.training import Trainer
 
     overrides = {"preset": "fullconv", "crop_size": 100, "output_dir": str(tmp_path), "report_to": "none"}
     reset_accelerate_state()

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from vae_restore import pretrained
-from vae_restore.config import build_config
+from vae_restore.config_io import build_config
 from vae_restore.errors import CheckpointError
 from vae_restore.models import VAE, get_preset, save_model
-from vae_restore.training.trainer import resolve_parent
+from vae_restore.training.run_setup import resolve_parent
 
 
 @pytest.fixture()

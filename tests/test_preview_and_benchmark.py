@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_restore.benchmarks.data_path import benchmark_data_path, markdown_table
+from benchmarks.data_path import benchmark_data_path, markdown_table
 from vae_restore.config import DistortionConfig
 from vae_restore.distortions import distortions_from_config
 from vae_restore.distortions.preview import LABEL_HEIGHT, preview_grid
@@ -109,7 +109,7 @@ def test_benchmark_scripts_refuse_bad_arguments_before_any_work(script, args, me
 
 
 def test_the_baselines_of_the_trainer_skip_unreadable_files_as_the_trainer_does(tmp_path):
-    from vae_restore.benchmarks.reference_loop import readable_files
+    from benchmarks.reference_loop import readable_files
     from vae_restore.errors import DataError
 
     good = write_images(tmp_path, 2)

@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from vae_restore.benchmarks import quality_train
-from vae_restore.benchmarks.original_code import resize_restorer
-from vae_restore.benchmarks.quality import Benchmark, QualityOptions, parse_mixtures
-from vae_restore.benchmarks.quality_data import prepare_data, split_art
-from vae_restore.benchmarks.quality_eval import Case, Column, cached_score, parse_columns, unmeasurable
-from vae_restore.benchmarks.quality_report import NOT_MEASURED, markdown_table
-from vae_restore.benchmarks.quality_train import Budget
-from vae_restore.benchmarks.recipes import BASE, RECIPES, load_recipe_file, select_recipes
-from vae_restore.config import Config, build_config
+from benchmarks import quality_train
+from benchmarks.original_code import resize_restorer
+from benchmarks.quality import Benchmark, QualityOptions, parse_mixtures
+from benchmarks.quality_data import prepare_data, split_art
+from benchmarks.quality_eval import Case, Column, cached_score, parse_columns, unmeasurable
+from benchmarks.quality_report import NOT_MEASURED, markdown_table
+from benchmarks.quality_train import Budget
+from benchmarks.recipes import BASE, RECIPES, load_recipe_file, select_recipes
+from vae_restore.config import Config
+from vae_restore.config_io import build_config
 from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.errors import ConfigError
 from vae_restore.models import VAE, read_metadata
@@ -63,7 +64,7 @@ def test_columns_parse_and_say_why_they_cannot_be_measured(tmp_path):
 
 
 def test_baselines_give_the_same_images_in_worker_processes():
-    from vae_restore.benchmarks.quality_eval import restore_all
+    from benchmarks.quality_eval import restore_all
     from vae_restore.evaluation.baselines import total_variation
 
     rng = np.random.default_rng(0)
@@ -208,7 +209,7 @@ def test_distorted_config_takes_a_mixture_per_dataset(tmp_path):
 
 def test_a_row_restores_each_dataset_with_its_own_model(tmp_path):
     """A method trained once per mixture scores each column with the model fine-tuned for its dataset."""
-    from vae_restore.benchmarks.quality_eval import Case
+    from benchmarks.quality_eval import Case
 
     image = np.full((16, 16, 3), 0.5)
     cases = {c.label: Case(c, ["a"], [image], [image]) for c in (Column("photos", "awgn25"), Column("art", "aged"))}

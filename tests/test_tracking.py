@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from vae_restore import tracking
 from vae_restore.errors import ConfigError
-from vae_restore.training import tracking
 
 from .conftest import REPO, subprocess_env
 

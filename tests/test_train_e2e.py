@@ -13,7 +13,8 @@ import torch
 from vae_restore import load_model
 from vae_restore.models import read_metadata, sha256_file
 
-from .conftest import TINY_ARGS, launch_train, train_command
+from .conftest import TINY_ARGS, launch_script, launch_train, train_command
+from .train_probe import read_probes
 
 pytestmark = pytest.mark.slow
 
@@ -99,11 +100,10 @@ def test_a_run_folders_config_json_is_a_config_that_repeats_the_run(tmp_path, ti
 
 def test_two_processes_read_different_samples(tmp_path, tiny_args):
     out = tmp_path / "runs"
-    launch_train(
-        ["--stage", "clear", "--max_train_steps", "3", "--output_dir", str(out), *tiny_args], tmp_path, processes=2
-    )
+    args = ["--stage", "clear", "--max_train_steps", "3", "--output_dir", str(out), *tiny_args]
+    launch_script("tests/train_probe.py", args, tmp_path, processes=2)
     summary = json.loads((out / "clear" / "config.json").read_text())["run"]
-    processes = summary["processes"]
+    processes = read_probes(out / "clear")  # what the trainer's callback saw on each process
     assert summary["num_processes"] == 2 and [p["rank"] for p in processes] == [0, 1]
     assert processes[0]["pid"] != processes[1]["pid"], "two real OS processes"
     assert processes[0]["first_batch_sum"] != processes[1]["first_batch_sum"], "each process reads its own crops"

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from vae_restore.config import DataConfig
-from vae_restore.data import build
-from vae_restore.data.cache import PixelBank
-from vae_restore.data.dataset import decode_records, split_records
+from vae_restore.data import packing as build
 from vae_restore.data.files import find_records
+from vae_restore.data.image_set import decode_records, split_records
+from vae_restore.data.pixel_bank import PixelBank
 from vae_restore.data.sampler import CropSampler
-from vae_restore.data.training_data import Shard, load_training_data
+from vae_restore.data.stage_data import Shard, load_training_data
 from vae_restore.errors import DataError
 
 from .conftest import write_images
@@ -270,7 +270,7 @@ def test_an_unreadable_version_of_a_held_back_image_keeps_its_clear_file_out_of_
     from pathlib import Path
 
     from vae_restore.data.files import ImageRecord
-    from vae_restore.data.training_data import split_readable
+    from vae_restore.data.stage_data import split_readable
 
     records = [ImageRecord(Path(f"c{i}.png"), Path(f"d{i}_{v}.png")) for i in range(10) for v in (1, 2)]
     sizes = {p: 100 for r in records for p in (r.clear, r.distorted)}

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import vae_restore.training.trainer as trainer_module
+from benchmarks.in_process import fit_in_process
 from vae_restore.config import Config
 from vae_restore.errors import CheckpointError, ConfigError, TrainingError
 from vae_restore.models import VAE, get_preset, save_model
-from vae_restore.training import fit_in_process
 from vae_restore.training.validation import share
 
 from .conftest import write_images

@@ -110,11 +110,26 @@ class Restorer:
     """An onnxruntime session for a verified restoration-path export, restoring images of any size.
 
     `provider` is the provider that is ACTIVE (onnxruntime falls back silently when CUDA can't start).
-    `path` is an exported model.onnx (its manifest beside it); None: the bundled default model
-    (`vae_restore.pretrained`). `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does;
-    `max_pixels` bounds image files. `max_whole_pixels` and `tile` apply to fully convolutional exports only:
-    whole images up to that many (padded) pixels, tiles of that side above it (0 always tiles, which bounds
-    memory by `batch_size`).
+    `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does; `max_pixels` bounds image files.
+
+    Args:
+        path: an exported `model.onnx` (the restoration path), with its manifest beside it; None: the bundled
+            default model (`vae_restore.pretrained`).
+        providers: `auto`, `cpu`, `cuda`, or onnxruntime provider names.
+        batch_size: tiles per session call.
+        overlap: pixels shared by neighbouring tiles.
+        threads: onnxruntime's intra-op threads (None: its default).
+        verify: check the file against its manifest's sha256 before loading it.
+        max_pixels: refuse image files with more pixels than this.
+        max_whole_pixels: fully convolutional exports: whole images up to this many (padded) pixels in one
+            call, tiles above it (0 always tiles, which bounds memory by `batch_size`).
+        tile: fully convolutional exports: the tile side above `max_whole_pixels`.
+
+    Raises:
+        CheckpointError: no model at `path` (or none bundled), it does not match its manifest, or it is not a
+            restoration export.
+        InferenceError: onnxruntime cannot load the model (or, in `restore`, fails on a batch).
+        ValueError: a setting that is not a positive whole number, or an overlap the tile cannot take.
     """
 
     def __init__(

@@ -1,4 +1,5 @@
-"""Image quality metrics (SPEC §5), one implementation for validation, evaluation and benchmarks.
+"""Image quality metrics (MSE, PSNR, SSIM, histogram correlation): one implementation for validation,
+evaluation and benchmarks.
 
 Inputs are N×3×H×W tensors, float in [0, 1] or uint8; each function returns one value per image.
 SSIM follows `skimage.metrics.structural_similarity(channel_axis=..., data_range=1)` exactly

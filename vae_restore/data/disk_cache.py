@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .build import DecodeReport, FileSink, decode_into, is_paired
 from .decode import map_ordered
-from .files import ImageRecord
+from .listing import ImageRecord
+from .packing import DecodeReport, FileSink, decode_into, is_paired
 
 logger = logging.getLogger(__name__)
 

@@ -9,42 +9,16 @@ Layouts (`data_layout` in the config; `auto` picks one):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import DATA_LAYOUTS
 from ..errors import DataError
-from .decode import IMAGE_SUFFIXES
+from . import pairing
+from .listing import ImageRecord, list_images
 
-DATA_LAYOUTS = ("auto", "clear_only", "same_name", "stem_prefix", "manifest")
 MANIFEST_NAMES = ("pairs.csv", "pairs.jsonl", "manifest.csv", "manifest.jsonl")
 CLEAR_DIR_WORDS = ("clear", "clean")
 DISTORTED_DIR_WORDS = ("distort", "degraded", "noisy")
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One training example: a clear image and, for paired data, its distorted version."""
-
-    clear: Path
-    distorted: Path | None = None
-
-
-def _visible(path: Path, root: Path) -> bool:
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files below `folder` (recursive, hidden entries ignored), sorted so every process sees one order."""
-    if not folder.exists():
-        raise DataError(f"data folder {folder} does not exist")
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder")
-    files = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _visible(p, folder)
-    )
-    if not files:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return files
 
 
 def _pick_dir(folder: Path, words: tuple[str, ...]) -> Path | None:
@@ -100,8 +74,6 @@ def find_records(folder: str | Path, layout: str = "auto", allow_unpaired: bool 
 
     Unpaired files are an error listing the first ten with the count, or with `allow_unpaired` a warning.
     """
-    from . import pairing
-
     path = Path(folder)
     if layout not in DATA_LAYOUTS:
         raise DataError(f"data_layout must be one of {', '.join(DATA_LAYOUTS)}, got {layout!r}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .files import ImageRecord, list_images
+from .listing import ImageRecord, list_images
 
 logger = logging.getLogger(__name__)
 

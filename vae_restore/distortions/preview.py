@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import DistortionConfig
-from ..data.dataset import decode_records, load_image_set
 from ..data.files import ImageRecord, find_records
+from ..data.image_set import decode_records, load_image_set
 from .artwork import aged
 from .mixture import DistortionMixture, distortions_from_config
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..models.io import read_metadata, resolve_weights, sha256_file
 from ..tiling import MAX_WHOLE_PIXELS
+from ..tracking import log_evaluation, prepare_tracker_env
 from .baselines import BASELINES, check_baselines
 from .pairs import EvalItem, find_items, load_pair
 from .report import comparison_path, format_gains, format_table, save_comparison, write_csv, write_summary
@@ -134,14 +135,23 @@ def build_summary(options: EvalOptions, weights: Path, rows: list[dict], methods
 
 
 def evaluate(options: EvalOptions) -> dict:
-    """Score `options.data` with the checkpoint; returns the summary (the same on every process)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, gather_object
+    """Score `options.data` with the checkpoint; returns the summary (the same on every process).
+
+    Args:
+        options: the checkpoint, the data and its distortion, the baselines, the output folder and the trackers.
+
+    Returns:
+        The summary written to the output folder: per method and metric, the mean and spread over the images.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be loaded (see `load_model`).
+        ConfigError: options that contradict each other (`EvalOptions.validate`).
+        DataError: no images to score, or unpaired files that are not allowed.
+    """
+    from accelerate.utils import gather_object
 
     from ..models import load_model
-    from ..training.tracking import prepare_tracker_env
     from .tiled import model_geometry
-    from .tracking import log_evaluation
 
     weights = resolve_weights(options.checkpoint)
     options.validate()
@@ -149,20 +159,7 @@ def evaluate(options: EvalOptions) -> dict:
     items = find_items(
         options.data, options.distortion, options.num_images, options.allow_unpaired, output / COMPARISONS_DIR
     )
-    prepare_tracker_env(options.report_to, output)
-    accelerator = Accelerator(
-        log_with=None if options.report_to == "none" else options.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")),
-    )
-    if accelerator.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        remove_earlier_comparisons(output / COMPARISONS_DIR)
-    accelerator.wait_for_everyone()
-    accelerator.init_trackers(
-        TRACKER_PROJECT,
-        config={k: str(v) for k, v in vars(options).items()},
-        init_kwargs={"wandb": {"job_type": "evaluation", "name": f"eval-{options.label}"}},
-    )
+    accelerator = start_accelerator(options, output)
     model = load_model(weights, accelerator.device)
 
     start = time.perf_counter()
@@ -192,18 +189,46 @@ def evaluate(options: EvalOptions) -> dict:
     )
     accelerator.wait_for_everyone()  # every comparison PNG is written
     if accelerator.is_main_process:
-        write_csv(rows, methods, output / CSV_NAME)
-        write_summary(summary, output / SUMMARY_NAME)
-        shown = [(r, comparison_path(output / COMPARISONS_DIR, r["index"], r["image"])) for r in rows]
-        log_evaluation(
-            accelerator, summary["metrics"], [(r, p) for r, p in shown if r["index"] < options.num_comparisons]
-        )
-        print(format_table(summary["metrics"]))
-        print(format_gains(summary["gain_over_input"]))
-        print(
-            f"{len(rows)} images ({summary['distortion']}) scored in {seconds:.0f} s; per-image scores in "
-            f"{output / CSV_NAME}, summary in {output / SUMMARY_NAME}, comparisons in {output / COMPARISONS_DIR}"
-        )
+        write_reports(accelerator, options, output, rows, methods, summary, seconds)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def start_accelerator(options: EvalOptions, output: Path):
+    """The evaluation's Accelerator and trackers, the output folder cleared of an earlier run's comparisons."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    prepare_tracker_env(options.report_to, output)
+    accelerator = Accelerator(
+        log_with=None if options.report_to == "none" else options.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")),
+    )
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        remove_earlier_comparisons(output / COMPARISONS_DIR)
+    accelerator.wait_for_everyone()
+    accelerator.init_trackers(
+        TRACKER_PROJECT,
+        config={k: str(v) for k, v in vars(options).items()},
+        init_kwargs={"wandb": {"job_type": "evaluation", "name": f"eval-{options.label}"}},
+    )
+    return accelerator
+
+
+def write_reports(
+    accelerator, options: EvalOptions, output: Path, rows: list[dict], methods: list[str], summary: dict, seconds: float
+) -> None:
+    """Main process only: the CSV, the summary, the trackers' table and the printed results."""
+    write_csv(rows, methods, output / CSV_NAME)
+    write_summary(summary, output / SUMMARY_NAME)
+    shown = [(r, comparison_path(output / COMPARISONS_DIR, r["index"], r["image"])) for r in rows]
+    shown = [(r, p) for r, p in shown if r["index"] < options.num_comparisons]
+    log_evaluation(accelerator, summary["metrics"], shown, (INPUT, RESTORED))
+    print(format_table(summary["metrics"]))
+    print(format_gains(summary["gain_over_input"]))
+    print(
+        f"{len(rows)} images ({summary['distortion']}) scored in {seconds:.0f} s; per-image scores in "
+        f"{output / CSV_NAME}, summary in {output / SUMMARY_NAME}, comparisons in {output / COMPARISONS_DIR}"
+    )

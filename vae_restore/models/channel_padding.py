@@ -1,8 +1,8 @@
 """Convolutions whose few channels (the RGB ends of the network) can be zero-padded on the fly.
 
 On GPUs, cuDNN's tensor-core kernels want channel counts that are multiples of 8: a 3-channel NHWC
-layer runs on a generic kernel and pads its tensors on every call (issue 6's profile: about a fifth of
-the step). Padding inputs, weights and bias with zeros, then dropping the extra output channels, gives
+layer runs on a generic kernel and pads its tensors on every call (a GPU profile of the training
+step: about a fifth of it). Padding inputs, weights and bias with zeros, then dropping the extra output channels, gives
 the same outputs and gradients. The parameters keep their shapes, so weights and checkpoints do not
 change; export and inference never pad (`pad_channels_to` is 0 unless the trainer sets it).
 """

@@ -133,7 +133,19 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
-    """Build the preset recorded in the file and load its weights; the model comes back in eval mode."""
+    """Build the preset recorded in the file and load its weights; the model comes back in eval mode.
+
+    Args:
+        path: a `.safetensors` file written by the toolkit, or a finished run folder (its `model.safetensors`).
+        device: where the model is placed.
+
+    Returns:
+        The VAE of the recorded preset, in eval mode.
+
+    Raises:
+        CheckpointError: the path is missing, not safetensors, a resumable checkpoint rather than a model, its
+            sha256 differs from the one its run recorded, or its tensors do not fit the preset or hold NaN/Inf.
+    """
     weights = resolve_weights(path)
     check_recorded_sha256(weights)
     model = VAE(_preset_from_metadata(read_metadata(weights), weights))
@@ -175,7 +187,8 @@ ORIGINAL_PARAMETER_NAMES = tuple(
 
 
 def import_original_state_dict(state: Mapping[str, torch.Tensor]) -> VAE:
-    """Load a state dict saved by the original code (names in SPEC §1, maybe `module.`-prefixed) into `original`."""
+    """Load a state dict saved by the original code (`ORIGINAL_PARAMETER_NAMES`, maybe `module.`-prefixed)
+    into preset `original`."""
     cleaned = {k.removeprefix("module."): v for k, v in state.items()}
     model = VAE(get_preset("original"))
     check_state_dict(model, cleaned, "original state dict")

@@ -1,4 +1,5 @@
-"""Resumable training state under RUN_DIR/checkpoints/checkpoint-<step>/.
+"""Resumable training state under RUN_DIR/checkpoints/checkpoint-<step>/: writing, reading, rotating
+(what a resume does with it is `resume`).
 
 A checkpoint is written into `checkpoint-<step>.tmp` by every process and renamed into place by the
 main process once all have finished, so a folder named `checkpoint-<step>` is always complete.
@@ -13,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +27,18 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = CHECKPOINT_STATE_FILE
+# trainer_state.json's layout. Version 1 (files without `format_version`) may lack everything but
+# global_step and num_processes; version 2 records every key of `CheckpointState.to_json`.
+FORMAT_VERSION = 2
+# What a version-1 file left out reads as "not recorded": a resume checks only what the file holds.
+V1_DEFAULTS = {
+    "max_train_steps": None,
+    "bad_steps": 0,
+    "mixed_precision": None,
+    "gradient_accumulation_steps": None,
+    "settings": {},
+    "parent": None,
+}
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -40,94 +54,49 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
 
 
-def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) -> Path | None:
-    """`latest` -> the newest complete checkpoint (None if there is none); a path, or a checkpoint's name
-    under RUN_DIR/checkpoints, must exist. A new run refuses a folder holding an earlier run's checkpoints
-    (its own would be rotated away in their favour, and `latest` would then resume the other run) or its
-    final weights, unless `overwrite` (see `clear_earlier_run`)."""
-    found = complete_checkpoints(run_dir)
-    if request is None and found and not overwrite:
-        raise CheckpointError(
-            f"{checkpoints_dir(run_dir)} holds checkpoints of an earlier run (newest: {found[-1].name}): "
-            "continue it with --resume_from_checkpoint latest, or start afresh in another --output_dir "
-            "(or with --overwrite_output_dir)"
-        )
-    new_run = request is None or (request == "latest" and not found)
-    if new_run and (run_dir / WEIGHTS_NAME).is_file() and not overwrite:
-        what = f" ({WEIGHTS_NAME})" if request is None else " and no checkpoint to resume"
-        raise CheckpointError(
-            f"{run_dir} holds the weights of a finished run{what}: start afresh in another --output_dir, or "
-            "replace that run with --overwrite_output_dir"
-        )
-    if request is None:
-        return None
-    if request == "latest":
-        return found[-1] if found else None
-    candidates = [Path(request), checkpoints_dir(run_dir) / request]  # a path, or a name under RUN_DIR/checkpoints
-    complete = next((p for p in candidates if (p / STATE_FILE).is_file()), None)
-    if complete is None:
-        path = next((p for p in candidates if p.exists()), candidates[-1])
-        what = f"is not a complete checkpoint (no {STATE_FILE})" if path.exists() else "does not exist"
-        raise CheckpointError(f"{path} {what}; complete ones: {[p.name for p in found]}")
-    return complete
+@dataclass(frozen=True)
+class CheckpointState:
+    """What trainer_state.json holds besides the processes' layout: the counters, the settings a resume must
+    match (`resume.resume_settings`), the steps the learning-rate schedule spans, and the weights stage
+    distorted started from (so that a resume needs neither the parent file nor the same --init_from)."""
 
+    global_step: int
+    bad_steps: int = 0
+    settings: dict = field(default_factory=dict)
+    parent: dict | None = None
+    max_train_steps: int | None = None
 
-# What a resumed run must share with the run that wrote the checkpoint, or it would not continue it.
-MUST_MATCH = {
-    "num_processes": "--num_processes",
-    "mixed_precision": "--mixed_precision",
-    "gradient_accumulation_steps": "--gradient_accumulation_steps",
-}
-
-
-def run_state(
-    accelerator,
-    step: int,
-    bad_steps: int = 0,
-    settings: dict | None = None,
-    parent: dict | None = None,
-    max_train_steps: int | None = None,
-) -> dict:
-    """trainer_state.json: the counters, what a resume must match, the steps the learning-rate schedule spans,
-    and the weights stage distorted started from (so that a resume needs neither the parent file nor the
-    same --init_from)."""
-    return {
-        "global_step": step,
-        "max_train_steps": max_train_steps,
-        "bad_steps": bad_steps,
-        "num_processes": accelerator.num_processes,
-        "mixed_precision": accelerator.mixed_precision,
-        "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
-        "settings": settings or {},
-        "parent": parent,
-    }
+    def to_json(self, accelerator) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "global_step": self.global_step,
+            "max_train_steps": self.max_train_steps,
+            "bad_steps": self.bad_steps,
+            "num_processes": accelerator.num_processes,
+            "mixed_precision": accelerator.mixed_precision,
+            "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
+            "settings": self.settings,
+            "parent": self.parent,
+        }
 
 
 def read_state(path: Path) -> dict:
-    return json.loads((path / STATE_FILE).read_text())
-
-
-def changed_settings(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> list[str]:
-    """`--flag saved (this run: now)` for each setting a resume may not change (`resume_settings`)."""
-    return [
-        f"--{key.split('.')[-1]} {saved[key]} (this run: {now.get(key)})"
-        for key in saved
-        if key not in may_change and saved[key] != now.get(key)
-    ]
+    """A checkpoint's trainer_state.json in the current layout, whatever version wrote it."""
+    state = json.loads((path / STATE_FILE).read_text())
+    version = state.get("format_version", 1)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path / STATE_FILE} has format_version {version}, newer than this code reads ({FORMAT_VERSION}): "
+            "resume it with the version of vae-restore that wrote it"
+        )
+    return {**V1_DEFAULTS, **state, "format_version": FORMAT_VERSION} if version == 1 else state
 
 
 def save_checkpoint(
-    accelerator,
-    run_dir: Path,
-    step: int,
-    data_generator: torch.Generator,
-    ema=None,
-    bad_steps: int = 0,
-    settings: dict | None = None,
-    parent: dict | None = None,
-    max_train_steps: int | None = None,
+    accelerator, run_dir: Path, state: CheckpointState, data_generator: torch.Generator, ema=None
 ) -> Path:
     """Write checkpoint-<step> atomically; every process must call this."""
+    step = state.global_step
     final = checkpoints_dir(run_dir) / f"checkpoint-{step}"
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process and tmp.exists():
@@ -143,8 +112,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         if ema is not None:
             ema.save(tmp)
-        state = run_state(accelerator, step, bad_steps, settings, parent, max_train_steps)
-        (tmp / STATE_FILE).write_text(json.dumps(state) + "\n")
+        (tmp / STATE_FILE).write_text(json.dumps(state.to_json(accelerator)) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -152,27 +120,8 @@ def save_checkpoint(
     return final
 
 
-def check_settings(path: Path, state: dict, settings: dict, accelerator, may_change: tuple[str, ...] = ()) -> None:
-    """Refuse, before anything heavy starts, a resume whose processes, precision, accumulation or settings
-    (but those of `may_change`) differ from those in the checkpoint's `state` (its trainer_state.json)."""
-    now = run_state(accelerator, state["global_step"])
-    for key, flag in MUST_MATCH.items():
-        if key in state and state[key] != now[key]:  # checkpoints before 2026-11-26 record only num_processes
-            raise CheckpointError(
-                f"{path} was written with {key} {state[key]}, this run has {now[key]}: resume with {flag} {state[key]}"
-            )
-    saved = state.get("settings", {})  # checkpoints before 2026-11-26 record none
-    changed = changed_settings(saved, json.loads(json.dumps(settings)), may_change)  # as written: tuples are lists
-    if changed:
-        raise CheckpointError(
-            f"{path} was written with other settings: {'; '.join(changed)}. A resume continues the same run: "
-            "pass the checkpoint's values, or start a new run in another --output_dir"
-        )
-
-
-def load_checkpoint(accelerator, path: Path, state: dict, data_generator: torch.Generator, ema=None) -> None:
-    """Restore every piece of state saved by `save_checkpoint` (`state`: its trainer_state.json, read once
-    and checked by `check_settings`)."""
+def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> None:
+    """Restore every piece of state saved by `save_checkpoint` but trainer_state.json (`read_state`)."""
     accelerator.load_state(str(path))
     rng_file = path / f"data_rng_{accelerator.process_index}.safetensors"
     if not rng_file.is_file():
@@ -193,26 +142,6 @@ def clear_earlier_run(run_dir: Path) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
     for name in (WEIGHTS_NAME, "config.json"):
         (run_dir / name).unlink(missing_ok=True)
-
-
-def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:
-    """Move the checkpoints past `resumed` (the future of the timeline a resume abandons, e.g. after a
-    divergence) to RUN_DIR/checkpoints-abandoned/: left in place, they would count as the newest, so
-    rotation would delete the resumed run's own checkpoints and `latest` would return to them."""
-    found = complete_checkpoints(run_dir)  # oldest first
-    resolved = [p.resolve() for p in found]
-    if resumed.resolve() not in resolved:  # a checkpoint of another run folder
-        return []
-    later = found[resolved.index(resumed.resolve()) + 1 :]
-    moved = []
-    for path in later:
-        target = run_dir / ABANDONED / path.name
-        while target.exists():
-            target = target.with_name(target.name + "+")
-        target.parent.mkdir(exist_ok=True)
-        moved.append(path.rename(target))
-        logger.warning("resumed from %s: the later %s is moved to %s", resumed.name, path.name, target)
-    return moved
 
 
 def rotate_checkpoints(run_dir: Path, keep: int | None, protect: Path | None = None) -> list[Path]:

@@ -15,6 +15,29 @@ from ..errors import TrainingError
 TERMS = ("loss", "reconstruction", "kl")
 
 
+class AccumulationWindow:
+    """Every micro-batch's terms summed over a gradient-accumulation window, so a NaN in any of them is seen."""
+
+    def __init__(self, micro_batches: int):
+        self.micro_batches = micro_batches
+        self.total: torch.Tensor | None = None
+
+    def add(self, terms, window_ends: bool) -> torch.Tensor | None:
+        """Add one micro-batch's `LossTerms`; at the window's end, the window's mean (loss, reconstruction, kl)."""
+        stacked = torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
+        self.total = stacked if self.total is None else self.total + stacked
+        if not window_ends:
+            return None
+        mean, self.total = self.total / self.micro_batches, None
+        return mean
+
+
+def agreed_finite(accelerator, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (costs a synchronisation, hence only with --max_bad_steps)."""
+    finite = accelerator.reduce(torch.isfinite(loss.detach()).float(), reduction="sum").item()
+    return bool(finite == accelerator.num_processes)
+
+
 class LossWindow:
     """The per-step (loss, reconstruction, kl) since the last flush, with the wall time they took."""
 

@@ -1,4 +1,5 @@
-"""SIGTERM / SIGINT (cluster preemption, Ctrl-C): finish the step, checkpoint, exit non-zero.
+"""SIGTERM / SIGINT (cluster preemption, Ctrl-C): finish the step, checkpoint, exit non-zero; and the
+commands a stage prints to go on (resume it, or run the next stage).
 
 The handler only sets a flag; the loop checks it between steps, so a checkpoint is never written
 from inside a signal handler. With several processes the flag is agreed on at the loop's synchronisation
@@ -11,8 +12,11 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+from pathlib import Path
 
 import torch
+
+from ..config import Config
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -82,3 +86,17 @@ def launcher(num_processes: int, cpu: bool) -> list[str]:
     else:
         command = ["accelerate", "launch"] + ["--cpu"] * cpu
     return [*command, "--num_processes", str(num_processes)]
+
+
+def next_command(config: Config, num_processes: int = 1, mixed_precision: str = "no", cpu: bool = True) -> str:
+    """What a user runs after this stage: stage distorted from these weights, on the same processes, or the export."""
+    t = config.train
+    if t.stage == "clear":
+        # What stage clear was given that decides the data, the held-back images and the network.
+        flat = {key.split(".")[-1]: value for key, value in config.flat().items()}
+        defaults = {key.split(".")[-1]: value for key, value in Config().flat().items()}
+        shared = ("output_dir", "train_data", "val_data", "val_fraction", "data_layout", "seed", "preset")
+        flags = [f"--{key}={flat[key]}" for key in shared if flat[key] != defaults[key]]
+        flags.append(f"--mixed_precision={mixed_precision}")
+        return shlex.join([*launcher(num_processes, cpu), "launch/train.py", "--stage", "distorted", *flags])
+    return f"python -m export.onnx --checkpoint {config.run_dir} --output {Path(t.output_dir) / 'model.onnx'}"

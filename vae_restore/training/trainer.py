@@ -1,320 +1,108 @@
-"""One training stage on Accelerate: files -> cache -> device crops -> distortion -> VAE -> loss -> checkpoint."""
+"""One training stage on Accelerate: files -> cache -> device crops -> distortion -> VAE -> loss -> checkpoint.
+
+Building the stage is `run_setup`, what a resume does is `resume`; this module is the loop: step, log,
+validate, checkpoint, finish.
+"""
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
-import os
-import shlex
 import signal
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, gather_object, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .. import pretrained
-from ..config import Config, save_config
-from ..data.sampler import CropSampler
-from ..data.training_data import Shard, TrainingData, load_training_data
-from ..distortions import DistortionMixture
-from ..errors import CheckpointError, ConfigError, DataError, Preempted, TrainingError
-from ..losses import LossTerms, loss_means, vae_loss
+from ..config import Config
+from ..config_io import save_config
+from ..errors import Preempted, TrainingError
+from ..losses import loss_means, vae_loss
 from ..model_card import write_run_card
-from ..models import VAE, WEIGHTS_NAME, Preset, get_preset, load_model, save_model, sha256_file
-from ..models.channel_padding import set_channel_padding
-from . import checkpoints
+from ..models import VAE, WEIGHTS_NAME, save_model, sha256_file
+from ..tracking import log_image
+from . import checkpoints, resume
 from .ema import EMA
-from .monitor import TERMS, LossWindow, NonFiniteLoss
-from .optim import build_optimizer, build_scheduler
-from .precision import resolve_mixed_precision
-from .preemption import PreemptionGuard, launcher, resume_command
-from .preflight import check_output_dir, required_bytes
-from .tracking import log_image, prepare_tracker_env
-from .validation import NonFiniteRestoration, build_validation_set, run_validation
+from .monitor import TERMS, AccumulationWindow, LossWindow, NonFiniteLoss, agreed_finite
+from .preemption import PreemptionGuard, next_command, resume_command
+from .run_setup import (
+    build_accelerator,
+    build_model,
+    build_stage_data,
+    prepare_training,
+    resolve_parent,
+    resolved_config,
+)
+from .validation import NonFiniteRestoration, run_validation
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Parent:
-    path: Path
-    sha256: str
-
-
-def resolve_parent(config: Config) -> Parent | None:
-    """The weights a stage starts from: `--init_from` (a run folder, weights or a bundled `pretrained:NAME`), else
-    for stage distorted the clear run's weights (without them it stops before any work); stage clear without
-    `--init_from` starts from random weights."""
-    init_from = config.train.init_from and pretrained.resolve_weights(config.train.init_from)
-    if config.train.stage == "clear" and not init_from:
-        return None
-    path = Path(init_from or Path(config.train.output_dir) / "clear" / WEIGHTS_NAME)
-    if path.is_dir():
-        path = path / WEIGHTS_NAME
-    if not path.is_file() and config.train.init_from:
-        raise TrainingError(f"--init_from {config.train.init_from}: {path} does not exist")
-    if not path.is_file():
-        raise TrainingError(
-            f"stage distorted starts from clear-stage weights, but {path} does not exist. Run "
-            f"`accelerate launch launch/train.py --stage clear --output_dir {config.train.output_dir}` first, "
-            "or pass --init_from PATH"
-        )
-    return Parent(path.resolve(), sha256_file(path))
-
-
-def next_command(config: Config, num_processes: int = 1, mixed_precision: str = "no", cpu: bool = True) -> str:
-    """What a user runs after this stage: stage distorted from these weights, on the same processes, or the export."""
-    t = config.train
-    if t.stage == "clear":
-        # What stage clear was given that decides the data, the held-back images and the network.
-        flat = {key.split(".")[-1]: value for key, value in config.flat().items()}
-        defaults = {key.split(".")[-1]: value for key, value in Config().flat().items()}
-        shared = ("output_dir", "train_data", "val_data", "val_fraction", "data_layout", "seed", "preset")
-        flags = [f"--{key}={flat[key]}" for key in shared if flat[key] != defaults[key]]
-        flags.append(f"--mixed_precision={mixed_precision}")
-        return shlex.join([*launcher(num_processes, cpu), "launch/train.py", "--stage", "distorted", *flags])
-    return f"python -m export.onnx --checkpoint {config.run_dir} --output {Path(t.output_dir) / 'model.onnx'}"
-
-
-def load_parent(path: Path, preset: Preset) -> VAE:
-    """The clear stage's weights, which must be of the preset this stage trains."""
-    parent = load_model(path)
-    if parent.preset != preset:
-        raise ConfigError(
-            f"{path} holds preset {parent.preset.name!r} but this stage trains {preset.name!r}: "
-            f"pass --preset {parent.preset.name}, or start from weights of preset {preset.name!r}"
-        )
-    return parent
-
-
-def data_summary(data: TrainingData, accelerator: Accelerator) -> tuple[list[str], list[str], int]:
-    """(skipped files, padded files, image count) over all processes."""
-    if data.summary_is_global:
-        return data.skipped, data.padded, data.num_images
-    skipped, padded = (list(dict.fromkeys(gather_object(files))) for files in (data.skipped, data.padded))
-    return skipped, padded, sum(gather_object([data.num_images]))
-
-
-@contextmanager
-def local_main_first(accelerator: Accelerator):
-    """The local main process runs the block first while the others wait, then they run it. When it fails,
-    the others stop with its message instead of with a broken connection once it has exited."""
-    failure = None
-    if accelerator.is_local_main_process:
-        try:
-            yield
-        except DataError as e:
-            failure = str(e)
-    accelerator.wait_for_everyone()
-    failures = [f for f in gather_object([failure]) if f]
-    if failures:
-        if failure:
-            raise DataError(failure)
-        raise DataError(f"the local main process failed: {failures[0]}")
-    if not accelerator.is_local_main_process:
-        yield
-
-
-def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
-    """Each process gets its own stream, so processes read different crops."""
-    g = torch.Generator(device=accelerator.device)
-    g.manual_seed(config.train.seed * 1_000_003 + accelerator.process_index)
-    return g
-
-
-# What decides the network, the optimiser's path and the data stream: a resumed run may not change it.
-RESUME_SECTIONS = ("model", "loss", "optim", "distortions")
-RESUME_KEYS = ("train.seed", "train.train_batch_size", "data.crop_size", "data.noise_sigma", "data.synthetic_ratio")
-# ... except these, which a resume may change (with a warning) to get past a divergence.
-RESUME_MAY_CHANGE = ("optim.learning_rate", "optim.max_grad_norm")
-
-
-def resume_settings(config: Config) -> dict:
-    return {k: v for k, v in config.flat().items() if k.split(".")[0] in RESUME_SECTIONS or k in RESUME_KEYS}
-
-
-def compile_plugin(mode: str) -> TorchDynamoPlugin:
-    """Static shapes: training's batch never changes, and validation's shorter last chunk gets a static graph
-    of its own instead of a dynamic-shape recompilation (slower kernels)."""
-    return TorchDynamoPlugin(backend="inductor", mode=mode, dynamic=False)
+# Called on every process with each logged step's number and metrics (`train/loss`, `train/images_per_s`, ...).
+TrainingCallback = Callable[[int, dict[str, float]], None]
 
 
 class Trainer:
-    def __init__(self, config: Config):
+    """One stage: built by `run_setup`, resumed by `resume`, trained by `fit`."""
+
+    def __init__(self, config: Config, callbacks: Iterable[TrainingCallback] = ()):
         self.config = config.validate()  # a config built or edited in code gets the checks a YAML gets
         self.run_dir = config.run_dir
         t = config.train
-        prepare_tracker_env(t.report_to, self.run_dir)
-        self.accelerator = Accelerator(
-            mixed_precision=resolve_mixed_precision(t.mixed_precision),
-            gradient_accumulation_steps=t.gradient_accumulation_steps,
-            log_with=None if t.report_to == "none" else t.report_to,
-            dynamo_plugin=compile_plugin(t.compile_mode) if t.compile else None,
-            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
-        )
-        self.resumed_from = checkpoints.resolve_resume(self.run_dir, t.resume_from_checkpoint, t.overwrite_output_dir)
-        self.resumed_state = None if self.resumed_from is None else checkpoints.read_state(self.resumed_from)
-        if self.resumed_from is not None:
-            checkpoints.check_settings(
-                self.resumed_from, self.resumed_state, resume_settings(config), self.accelerator, RESUME_MAY_CHANGE
-            )
-            if int(self.resumed_state["global_step"]) > t.max_train_steps:
-                raise CheckpointError(
-                    f"{self.resumed_from} is at step {self.resumed_state['global_step']}, past --max_train_steps "
-                    f"{t.max_train_steps}: resume with at least as many steps"
-                )
-        self.parent = self.resumed_parent() or resolve_parent(config)
-        set_seed(t.seed, device_specific=True)
-        model = VAE(get_preset(config.model.preset))
-        if self.parent is not None and self.resumed_from is None:  # a resume's weights come from its checkpoint
-            model.load_state_dict(load_parent(self.parent.path, model.preset).state_dict())
-        crop, preset = config.data.crop_size, model.preset
-        if not preset.fits(crop, crop):
-            fix = f"a multiple of {preset.multiple}" if preset.fully_convolutional else str(preset.image_size)
-            raise ConfigError(f"crop_size {crop} does not fit preset {preset.name!r}: pass --crop_size {fix}")
-        needed = required_bytes(
-            sum(p.numel() for p in model.parameters()),
-            t.max_train_steps,
-            t.checkpointing_steps,
-            t.checkpoints_total_limit,
-            ema=config.optim.ema_decay > 0,
-        )
-        check_output_dir(self.run_dir, needed)
+        self.accelerator = build_accelerator(config)
+        self.resume_plan = resume.plan_resume(config, self.accelerator)  # refused here, before anything heavy
+        self.resumed_from = None if self.resume_plan is None else self.resume_plan.path
+        self.parent = (self.resume_plan and self.resume_plan.parent) or resolve_parent(config)
+        # A resume's weights come from its checkpoint.
+        model = build_model(config, self.parent if self.resume_plan is None else None)
         self.build_data()
-        if set_channel_padding(model, t.pad_channels_to):
-            logger.info("padding the RGB layers' channels to %d on the fly", t.pad_channels_to)
-        memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-        model = model.to(self.accelerator.device, memory_format=memory_format)
-        if self.accelerator.device.type == "cuda":
-            torch.backends.cudnn.benchmark = t.cudnn_benchmark
-        optimizer = build_optimizer(model.parameters(), config.optim, fused=self.accelerator.device.type == "cuda")
-        scheduler = build_scheduler(optimizer, config.optim, t.max_train_steps, self.accelerator.num_processes)
-        if config.optim.lr_warmup_steps >= t.max_train_steps:
-            logger.warning(
-                "lr_warmup_steps %d >= max_train_steps %d: the learning rate never reaches %g and never decays",
-                config.optim.lr_warmup_steps,
-                t.max_train_steps,
-                config.optim.learning_rate,
-            )
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.model, self.optimizer, self.scheduler = prepare_training(config, self.accelerator, model)
         # Accelerate compiles the model only; the loss's elementwise passes over the batch fuse too.
         self.loss_means = torch.compile(loss_means, dynamic=False) if t.compile else loss_means
         decay = config.optim.ema_decay
         self.ema = EMA(self.plain_model, decay) if decay > 0 else None
         self.global_step = 0
-        self.first_batch_sum: torch.Tensor | None = None
         self.bad_steps = 0
-        self.window_sum: torch.Tensor | None = None  # loss terms of the accumulation window so far
-        self.history: list[dict[str, float]] = []  # every logged window, for benchmarks and tests
+        self.accumulated = AccumulationWindow(t.gradient_accumulation_steps)
+        self.callbacks = list(callbacks)
         self.last_validation: dict[str, float] | None = None  # for the run's model card
         self.images_per_step = t.train_batch_size * t.gradient_accumulation_steps * self.accelerator.num_processes
 
     def build_data(self) -> None:
         """Decode once, keep the pixels on the training device, fix the validation crops."""
-        c, acc = self.config, self.accelerator
-        distorted_stage = c.train.stage == "distorted"
-        data = load_training_data(
-            c.data,
-            c.train.seed,
-            acc.device,
-            c.data.cache_dir or Path(c.train.output_dir) / "cache",
-            Shard(acc.process_index, acc.num_processes),
-            lambda: local_main_first(acc),
-            pairs=distorted_stage,
-        )
-        self.skipped_files, self.padded_files, self.num_train_images = data_summary(data, acc)
-        self.mixture = DistortionMixture.from_config(c.distortions, c.data.noise_sigma)
-        self.generator = data_generator(c, acc)
-        self.sampler = CropSampler(data.target, c.data.crop_size, self.generator, data.source)
-        self.val = build_validation_set(
-            data.val,
-            c.data.crop_size,
-            c.data.val_crops_per_image,
-            c.train.seed,
-            self.distort if distorted_stage else None,
-            use_pairs=distorted_stage,
-        )
+        data = build_stage_data(self.config, self.accelerator)
+        self.sampler, self.generator, self.mixture, self.val = data.sampler, data.generator, data.mixture, data.val
+        self.skipped_files, self.padded_files = data.skipped_files, data.padded_files
+        self.num_train_images = data.num_train_images
 
     def distort(self, clear: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.mixture(clear, generator)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model input, clear target): clear crops distorted on the fly where the data has no distorted side."""
         batch_size = self.config.train.train_batch_size
-        source, target = self.sampler.sample(batch_size)
+        distorted, clear = self.sampler.sample(batch_size)
         if not self.config.train.channels_last:
-            target = target.contiguous()
-            source = None if source is None else source.contiguous()
-        if source is None:
-            source = self.distort(target, self.generator) if self.config.train.stage == "distorted" else target
+            clear = clear.contiguous()
+            distorted = None if distorted is None else distorted.contiguous()
+        if distorted is None:
+            distorted = self.distort(clear, self.generator) if self.config.train.stage == "distorted" else clear
         elif synthetic := round(self.config.data.synthetic_ratio * batch_size):
-            source = torch.cat([self.distort(target[:synthetic], self.generator), source[synthetic:]])
-        return source, target
+            distorted = torch.cat([self.distort(clear[:synthetic], self.generator), distorted[synthetic:]])
+        return distorted, clear
 
-    def resumed_parent(self) -> Parent | None:
-        """The parent recorded in the checkpoint being resumed (checkpoints before 2026-11-26 have none)."""
-        if self.resumed_state is None or self.config.train.stage != "distorted":
-            return None
-        saved = self.resumed_state.get("parent")
-        return Parent(Path(saved["path"]), saved["sha256"]) if saved else None
-
-    def maybe_resume(self) -> None:
-        t = self.config.train
-        path = self.resumed_from
-        if path is None and t.overwrite_output_dir:  # a new run, asked for or because there is nothing to resume
-            if self.accelerator.is_main_process:
-                checkpoints.clear_earlier_run(self.run_dir)
-            self.accelerator.wait_for_everyone()
-        if t.resume_from_checkpoint is not None and path is None:
-            logger.warning(
-                "no complete checkpoint under %s: starting a new run", checkpoints.checkpoints_dir(self.run_dir)
-            )
+    def start(self) -> None:
+        """Continue the checkpoint being resumed, or start a new run (see `resume`)."""
+        plan = self.resume_plan
+        if plan is None:
+            resume.start_new_run(self.config, self.accelerator)
             return
-        if path is not None:
-            if self.accelerator.is_main_process:
-                checkpoints.set_aside_later_checkpoints(self.run_dir, path)
-            self.accelerator.wait_for_everyone()
-            state = self.resumed_state
-            checkpoints.load_checkpoint(self.accelerator, path, state, self.generator, self.ema)
-            self.global_step, self.bad_steps = int(state["global_step"]), int(state.get("bad_steps", 0))
-            self.accelerator.print(f"resumed from {path} at step {self.global_step}")
-            self.apply_changed_optim_settings(state.get("settings", {}))
-            planned, scheduler = state.get("max_train_steps"), self.config.optim.lr_scheduler
-            if planned not in (None, t.max_train_steps) and scheduler != "constant":
-                logger.warning(
-                    "the %s learning-rate schedule was planned over %d steps and now spans --max_train_steps %d: "
-                    "from step %d on it follows the longer schedule, so the learning rate jumps there",
-                    scheduler,
-                    planned,
-                    t.max_train_steps,
-                    self.global_step,
-                )
-
-    def apply_changed_optim_settings(self, saved: dict) -> None:
-        """A resume may lower the learning rate or clip harder (the way past a divergence): the schedule is
-        rescaled to the new peak from the resumed step on; --max_grad_norm is read every step anyway."""
-        now = resume_settings(self.config)
-        for key in RESUME_MAY_CHANGE:
-            if key in saved and saved[key] != now[key]:
-                logger.warning(
-                    "resumed with --%s %s instead of the checkpoint's %s: from step %d on this run no longer "
-                    "repeats the interrupted one",
-                    key.split(".")[-1],
-                    now[key],
-                    saved[key],
-                    self.global_step,
-                )
-        scheduler = self.scheduler.scheduler  # Accelerate's wrapper around the LambdaLR
-        lr = self.config.optim.learning_rate
-        scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
-        for group, rule in zip(self.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
-            group["initial_lr"], group["lr"] = lr, lr * rule(scheduler.last_epoch)
+        self.bad_steps = resume.restore(
+            plan, self.config, self.accelerator, self.generator, self.ema, self.optimizer, self.scheduler
+        )
+        self.global_step = int(plan.state["global_step"])
 
     def train_step(self) -> torch.Tensor | None:
         """One micro-batch. At the last one of an accumulation window, returns the window's mean loss terms,
@@ -322,12 +110,10 @@ class Trainer:
         acc, c = self.accelerator, self.config
         with acc.accumulate(self.model):
             source, target = self.next_batch()
-            if self.first_batch_sum is None:
-                self.first_batch_sum = source.detach().double().sum()
             terms = vae_loss(c.loss, self.model(source), target, self.global_step, self.loss_means)
             acc.backward(terms.loss)
-            window = self.accumulate_terms(terms)
-            if window is not None and c.train.max_bad_steps and not self.all_finite(window[0]):
+            window = self.accumulated.add(terms, acc.sync_gradients)
+            if window is not None and c.train.max_bad_steps and not agreed_finite(acc, window[0]):
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skip_bad_step()
                 return None
@@ -339,22 +125,6 @@ class Trainer:
             if self.ema is not None and acc.sync_gradients:
                 self.ema.update(self.plain_model)
         return window
-
-    def accumulate_terms(self, terms: LossTerms) -> torch.Tensor | None:
-        """Sum every micro-batch's terms, so a NaN in any of them is seen; their mean at the window's end."""
-        stacked = torch.stack([terms.loss.detach(), terms.reconstruction.detach(), terms.kl.detach()])
-        self.window_sum = stacked if self.window_sum is None else self.window_sum + stacked
-        if not self.accelerator.sync_gradients:
-            return None
-        mean, self.window_sum = self.window_sum / self.accelerator.gradient_accumulation_steps, None
-        return mean
-
-    def all_finite(self, loss: torch.Tensor) -> bool:
-        """Agreed across processes (costs a synchronisation, hence only with --max_bad_steps)."""
-        return bool(
-            self.accelerator.reduce(torch.isfinite(loss.detach()).float(), reduction="sum").item()
-            == self.accelerator.num_processes
-        )
 
     def skip_bad_step(self) -> None:
         self.bad_steps += 1
@@ -371,17 +141,15 @@ class Trainer:
             )
 
     def save_checkpoint(self) -> None:
-        checkpoints.save_checkpoint(
-            self.accelerator,
-            self.run_dir,
+        parent = None if self.parent is None else {"path": str(self.parent.path), "sha256": self.parent.sha256}
+        state = checkpoints.CheckpointState(
             self.global_step,
-            self.generator,
-            self.ema,
             self.bad_steps,
-            resume_settings(self.config),
-            None if self.parent is None else {"path": str(self.parent.path), "sha256": self.parent.sha256},
+            resume.resume_settings(self.config),
+            parent,
             self.config.train.max_train_steps,
         )
+        checkpoints.save_checkpoint(self.accelerator, self.run_dir, state, self.generator, self.ema)
         if self.accelerator.is_main_process:
             checkpoints.rotate_checkpoints(self.run_dir, self.config.train.checkpoints_total_limit, self.resumed_from)
 
@@ -443,7 +211,8 @@ class Trainer:
             }
         )
         self.accelerator.log(logs, step=self.global_step)
-        self.history.append({"step": self.global_step, **logs})
+        for callback in self.callbacks:
+            callback(self.global_step, logs)
         progress.set_postfix(loss=f"{mean[0]:.4g}", img_s=f"{speed:.0f}")
 
     def stop_for_signal(self, signum: int, window: LossWindow, progress: tqdm) -> None:
@@ -461,7 +230,7 @@ class Trainer:
 
     def fit(self) -> Path:
         acc, t = self.accelerator, self.config.train
-        self.maybe_resume()
+        self.start()
         if acc.is_main_process:
             acc.init_trackers(t.tracker_project_name, config=self.config.flat())
         progress = tqdm(
@@ -496,26 +265,9 @@ class Trainer:
                     self.validate()
         return self.finish()
 
-    def resolved_config(self) -> Config:
-        """The config with what was left to defaults made explicit, so that `--config RUN_DIR/config.json`
-        repeats the run elsewhere: the precision `accelerate launch` gave, the weights stage distorted started from."""
-        resolved = copy.deepcopy(self.config)
-        resolved.train.mixed_precision = self.accelerator.mixed_precision
-        resolved.train.resume_from_checkpoint, resolved.train.overwrite_output_dir = None, False  # how, not what
-        if self.parent is not None:
-            resolved.train.init_from = str(self.parent.path)
-        return resolved
-
-    def describe_processes(self) -> list[dict]:
-        """Who trained: one entry per process, with a fingerprint of the first batch it read."""
-        first = None if self.first_batch_sum is None else float(self.first_batch_sum)
-        mine = {"rank": self.accelerator.process_index, "pid": os.getpid(), "first_batch_sum": first}
-        return gather_object([mine])
-
     def finish(self) -> Path:
         """Final fp32 weights with their lineage, and the resolved config with a summary of the run."""
         acc = self.accelerator
-        processes = self.describe_processes()
         weights = self.run_dir / WEIGHTS_NAME
         if acc.is_main_process:
             lineage = {}
@@ -532,13 +284,14 @@ class Trainer:
                 "resumed_from": str(self.resumed_from) if self.resumed_from else None,
                 "bad_steps": self.bad_steps,
                 "num_processes": acc.num_processes,
-                "processes": processes,
                 "mixed_precision": acc.mixed_precision,
                 "num_train_images": self.num_train_images,
                 "skipped_files": self.skipped_files,
                 "padded_files": self.padded_files,
             }
-            save_config(self.resolved_config(), self.run_dir / "config.json", summary)
+            save_config(
+                resolved_config(self.config, acc.mixed_precision, self.parent), self.run_dir / "config.json", summary
+            )
             write_run_card(self.run_dir, self.last_validation)
             acc.print(
                 f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}\n"
@@ -549,23 +302,24 @@ class Trainer:
         return weights
 
 
-def train(config: Config) -> Path:
-    """Run one stage and return the path of its final `model.safetensors`."""
-    return Trainer(config).fit()
+def train(config: Config, callbacks: Iterable[TrainingCallback] = ()) -> Path:
+    """Run one training stage, as `accelerate launch launch/train.py` does.
+
+    Args:
+        config: the stage's settings (`config_io.build_config`); checked again here.
+        callbacks: called on every process with each logged step's number and metrics.
+
+    Returns:
+        The path of the stage's final weights, RUN_DIR/model.safetensors.
+
+    Raises:
+        ConfigError: invalid settings, a crop the preset cannot take, or parent weights of another preset.
+        CheckpointError: a run folder holding an earlier run, or a resume that changes what it may not.
+        DataError: no usable images, unpaired files, or unreadable ones with strict_data.
+        TrainingError: no parent weights for stage distorted, too little disk space, or a diverged run.
+        Preempted: stopped by SIGTERM or SIGINT, after writing a checkpoint.
+    """
+    return Trainer(config, callbacks).fit()
 
 
-def reset_accelerate_state() -> None:
-    """Forget Accelerate's process-wide singletons, so another `Trainer` can start in this process."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-def fit_in_process(config: Config) -> Trainer:
-    """Run one stage after others in the same process (benchmarks, tests); returns the finished trainer."""
-    reset_accelerate_state()
-    trainer = Trainer(config)
-    trainer.fit()
-    return trainer
-
-
-__all__ = ["Trainer", "fit_in_process", "reset_accelerate_state", "resolve_parent", "train"]
+__all__ = ["Trainer", "TrainingCallback", "resolve_parent", "train"]

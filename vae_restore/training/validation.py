@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from ..data.cache import PixelBank
-from ..data.dataset import ImageSet
+from ..data.image_set import ImageSet
+from ..data.pixel_bank import PixelBank
 from ..data.sampler import to_float
 from ..errors import TrainingError
 from ..metrics import compute_metrics

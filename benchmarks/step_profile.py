@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ..training.trainer import Trainer, reset_accelerate_state
+from vae_restore.training import Trainer
+
+from .in_process import reset_accelerate_state
 from .throughput import benchmark_config
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .build import ListSink, decode_into, group_by_clear, is_paired
 from .embedded import embedded_images
-from .files import ImageRecord, find_records
+from .files import find_records
+from .listing import ImageRecord
+from .packing import ListSink, decode_into, group_by_clear, is_paired
 
 
 @dataclass

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from ..config import Config, apply_overrides
-from ..errors import ConfigError
+from vae_restore.config import Config
+from vae_restore.config_io import apply_overrides
+from vae_restore.errors import ConfigError
 
 BASE = {"reconstruction": "bce", "kl_weight": 1.0, "kl_warmup_steps": 0, "ssim_weight": 0.0, "ema_decay": 0.0}
 

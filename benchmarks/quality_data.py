@@ -16,8 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.files import list_images
-from ..errors import DataError
+from vae_restore.data.files import list_images
+from vae_restore.errors import DataError
 
 logger = logging.getLogger(__name__)
 

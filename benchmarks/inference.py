@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tiling import OVERLAP, TILE, tile_grid
+from vae_restore.tiling import OVERLAP, TILE, tile_grid
 
 IMAGES = (("astronaut", None), ("hubble_deep_field", (2048, 1536)))  # (embedded sample, resize to W×H)
 ENGINES = ("onnxruntime", "pytorch")
@@ -42,7 +42,7 @@ def benchmark_images(folder: Path) -> list[tuple[str, Path]]:
     """The two benchmark images as .npy files (children load them without scikit-image)."""
     from PIL import Image
 
-    from ..data.embedded import embedded_images
+    from vae_restore.data.embedded import embedded_images
 
     samples = dict(embedded_images())
     paths = []
@@ -68,7 +68,7 @@ def _status_mib(key: str) -> float:
 def _pytorch_engine(weights: Path, device: str, threads: int):
     import torch
 
-    from ..models import load_model
+    from vae_restore.models import load_model
 
     torch.set_num_threads(threads)
     model = load_model(weights, device)
@@ -81,7 +81,7 @@ def _pytorch_engine(weights: Path, device: str, threads: int):
 
 
 def _onnxruntime_engine(model_path: Path, device: str, threads: int):
-    from ..inference import Restorer
+    from vae_restore.inference import Restorer
 
     restorer = Restorer(model_path, providers="cuda" if device == "cuda" else "cpu", threads=threads)
     return restorer.run_tiles, restorer.provider
@@ -113,7 +113,7 @@ def time_restore(image_path: Path, overlap: int, tile_batch: int) -> tuple[float
     CPU time is what the restoration costs when the machine is shared: it does not grow while other
     programs hold the cores (it does count every thread of a multi-threaded engine, spinning included).
     """
-    from ..tiling import restore_tiled
+    from vae_restore.tiling import restore_tiled
 
     if _WORKER["fn"] is None:
         return float("nan"), float("nan")
@@ -137,9 +137,9 @@ def run_benchmark(
 ) -> list[dict]:
     """Both engines stay loaded in their own processes and take turns, so a load spike from other
     programs hits both alike; the fastest of `repeats` runs is kept (interference only adds time)."""
-    from ..export.pipeline import export_onnx
-    from ..models import load_model
-    from ..models.cost import preset_cost
+    from vae_restore.export.pipeline import export_onnx
+    from vae_restore.models import load_model
+    from vae_restore.models.cost import preset_cost
 
     threads = threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="vae-restore-bench-") as tmp:
@@ -147,7 +147,7 @@ def run_benchmark(
         if checkpoint is None:
             import torch
 
-            from ..models import VAE, save_model
+            from vae_restore.models import VAE, save_model
 
             torch.manual_seed(0)
             checkpoint = save_model(VAE(), folder / "run" / "model.safetensors")

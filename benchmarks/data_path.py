@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import DistortionConfig
-from ..data.files import find_records
-from ..data.sampler import CropSampler
-from ..data.training_data import clear_only, decode_in_memory, place
-from ..distortions import DistortionMixture, distortions_from_config
+from vae_restore.config import DistortionConfig
+from vae_restore.data.files import find_records
+from vae_restore.data.sampler import CropSampler
+from vae_restore.data.stage_data import clear_only, decode_in_memory, place
+from vae_restore.distortions import DistortionMixture, distortions_from_config
 
 
 @dataclass

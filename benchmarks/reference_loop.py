@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from ..config import LossConfig
-from ..data.training_data import header_sizes
-from ..errors import DataError
-from ..losses import vae_loss
-from ..models import VAE
+from vae_restore.config import LossConfig
+from vae_restore.data.stage_data import header_sizes
+from vae_restore.errors import DataError
+from vae_restore.losses import vae_loss
+from vae_restore.models import VAE
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..config import LossConfig, build_config
-from ..data.files import list_images
-from ..distortions import DistortionMixture
-from ..losses import vae_loss
-from ..models import ORIGINAL, VAE
+from vae_restore.config import LossConfig
+from vae_restore.config_io import build_config
+from vae_restore.data.files import list_images
+from vae_restore.distortions import DistortionMixture
+from vae_restore.losses import vae_loss
+from vae_restore.models import ORIGINAL, VAE
+
 from .reference_loop import ResizedImages, readable_files
 
 LOSS = LossConfig(reconstruction="bce", kl_weight=1.0)

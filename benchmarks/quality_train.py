@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, build_config
-from ..errors import ConfigError
-from ..models import VAE, get_preset, save_model
-from ..training import fit_in_process
+from vae_restore.config import Config
+from vae_restore.config_io import build_config
+from vae_restore.errors import ConfigError
+from vae_restore.models import VAE, get_preset, save_model
+
+from .in_process import LoggedSteps, fit_in_process
 from .recipes import Recipe
 
 SCHEDULES = ("two_stage", "distorted_only")
@@ -108,8 +110,9 @@ def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
     probe.train.max_train_steps = 2 * window
     probe.train.logging_steps = window
     probe.train.validation_steps = 10**9
-    trainer = fit_in_process(probe.validate())
-    images_per_s = trainer.history[1]["train/images_per_s"]
+    history = LoggedSteps()
+    trainer = fit_in_process(probe.validate(), [history])
+    images_per_s = history[1]["train/images_per_s"]
     return max(1, math.floor(minutes * 60 * images_per_s / trainer.images_per_step))
 
 
@@ -135,9 +138,10 @@ def run_stage(
         flush=True,
     )
     start = time.perf_counter()
-    trainer = fit_in_process(config)
+    history = LoggedSteps()
+    trainer = fit_in_process(config, [history])
     seconds = time.perf_counter() - start
-    last = trainer.history[-1] if trainer.history else {}
+    last = history[-1] if history else {}
     del trainer  # its pixels and model live on the device: free them before the next run
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

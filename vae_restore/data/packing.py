@@ -14,9 +14,9 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import DataError
-from .cache import needs_padding, reflect_pad_to
 from .decode import decode_rgb, map_ordered
-from .files import ImageRecord
+from .listing import ImageRecord
+from .pixel_bank import needs_padding, reflect_pad_to
 
 logger = logging.getLogger(__name__)
 

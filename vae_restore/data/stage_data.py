@@ -20,12 +20,13 @@ from PIL import Image
 
 from ..config import PIXEL_CACHES, DataConfig
 from ..errors import DataError
-from .build import DecodeReport, ListSink, decode_into, is_paired
-from .cache import PixelBank
-from .dataset import ImageSet, decode_records, load_image_set, split_records, split_train_val
 from .decode import map_ordered
 from .disk_cache import cached_pixels
-from .files import ImageRecord, find_records
+from .files import find_records
+from .image_set import ImageSet, decode_records, load_image_set, split_records, split_train_val
+from .listing import ImageRecord
+from .packing import DecodeReport, ListSink, decode_into, is_paired
+from .pixel_bank import PixelBank
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from vae_restore.errors import ConfigError
+
 from .quality_data import HOLDOUT_EVERY, prepare_data
 from .quality_eval import Column, Restore, cached_score, load_case, unmeasurable
 from .quality_report import markdown_table, write_report
@@ -93,8 +94,8 @@ class QualityOptions:
                 raise ConfigError(f"config {path} does not exist (run from the repository root or pass its path)")
 
     def validate(self) -> QualityOptions:
-        from ..evaluation.baselines import check_baselines
-        from ..models import PRESETS
+        from vae_restore.evaluation.baselines import check_baselines
+        from vae_restore.models import PRESETS
 
         plan = self.plan()
         unknown = [p for p, _, _ in plan if p not in PRESETS]
@@ -118,7 +119,7 @@ class QualityOptions:
 
     def check_columns(self) -> None:
         """Misspelled columns are refused here, before any training, not reported as unmeasured after it."""
-        from ..distortions.named import NAMED_DISTORTIONS
+        from vae_restore.distortions.named import NAMED_DISTORTIONS
 
         for column in self.columns:
             if column.dataset not in DATASETS:
@@ -194,7 +195,7 @@ class Benchmark:
 
     def settings(self) -> dict:
         """Everything needed to rerun this table, down to the package versions."""
-        from ..export.manifest import package_versions
+        from vae_restore.export.manifest import package_versions
 
         o = self.options
         return {
@@ -234,7 +235,7 @@ class Benchmark:
         print(f"[quality] scored {method}; table in {md}", flush=True)
 
     def run_classical(self) -> None:
-        from ..evaluation.baselines import BASELINES, missing_baseline
+        from vae_restore.evaluation.baselines import BASELINES, missing_baseline
 
         self.add_row("distorted input", lambda image: image)
         for name in self.options.baselines:
@@ -254,7 +255,8 @@ class Benchmark:
     def run_original_code(self) -> None:
         import torch
 
-        from ..models.presets import COSTS
+        from vae_restore.models.presets import COSTS
+
         from .original_code import resize_restorer, train_original_code
 
         o = self.options
@@ -273,9 +275,9 @@ class Benchmark:
         )
 
     def run_toolkit(self, preset: str, recipe, schedule: str) -> None:
-        from ..evaluation.tiled import restore_image
-        from ..models import get_preset, load_model
-        from ..models.cost import measure_cost
+        from vae_restore.evaluation.tiled import restore_image
+        from vae_restore.models import get_preset, load_model
+        from vae_restore.models.cost import measure_cost
 
         o = self.options
         setup = TrainSetup(

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..evaluation.pairs import find_items, load_pair
-from ..evaluation.scoring import score, summarize
+from vae_restore.errors import ConfigError
+from vae_restore.evaluation.pairs import find_items, load_pair
+from vae_restore.evaluation.scoring import score, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def parse_columns(text: str) -> list[Column]:
 
 def unmeasurable(column: Column, eval_sets: dict[str, Path]) -> str | None:
     """Why a column cannot be scored here (a distortion or dataset that is not available yet), else None."""
-    from ..distortions.named import NAMED_DISTORTIONS
+    from vae_restore.distortions.named import NAMED_DISTORTIONS
 
     if column.distortion not in NAMED_DISTORTIONS:
         return f"distortion {column.distortion!r} is not in vae_restore.distortions.named yet"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..evaluation.report import write_summary
+from vae_restore.evaluation.report import write_summary
 
 NOT_MEASURED = "not measured yet"
 

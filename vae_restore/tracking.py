@@ -1,4 +1,7 @@
-"""Experiment trackers through Accelerate: W&B (offline by itself without an API key), TensorBoard, none."""
+"""Experiment trackers through Accelerate: W&B (offline by itself without an API key), TensorBoard, none.
+
+One module for training (the environment, sample grids) and evaluation (its summary and comparison table).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +81,37 @@ def log_image(accelerator, name: str, image: np.ndarray, step: int) -> None:
             tracker.log({name: wandb.Image(image)}, step=step)
         elif tracker.name == "tensorboard":
             tracker.writer.add_image(name, image, step, dataformats="HWC")
+
+
+TABLE_METRICS = ("psnr", "ssim")
+
+
+def flat_summary(metrics: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    return {
+        f"eval/{method}/{metric}_{stat}": value
+        for method, per_metric in metrics.items()
+        for metric, stats in per_metric.items()
+        for stat, value in stats.items()
+    }
+
+
+def log_evaluation(accelerator, metrics: dict, comparisons: list[tuple[dict, Path]], methods: tuple[str, ...]) -> None:
+    """Main process only. `comparisons` pairs each shown image's CSV row with its input | restored | clear PNG;
+    the table shows `methods`' columns of the row (`<method>_psnr` ...)."""
+    accelerator.log(flat_summary(metrics), step=0)
+    for tracker in accelerator.trackers:
+        if tracker.name == "wandb":
+            import wandb
+
+            columns = ["image", "input | restored | clear"]
+            columns += [f"{m}_{k}" for k in TABLE_METRICS for m in methods]
+            table = wandb.Table(columns=columns)
+            for row, png in comparisons:
+                values = [row[f"{m}_{k}"] for k in TABLE_METRICS for m in methods]
+                table.add_data(row["image"], wandb.Image(str(png)), *values)
+            tracker.log({"eval/comparisons": table}, step=0)
+        elif tracker.name == "tensorboard":
+            for row, png in comparisons:
+                with Image.open(png) as opened:
+                    image = np.asarray(opened.convert("RGB"))
+                tracker.writer.add_image(f"eval/comparisons/{row['image']}", image, 0, dataformats="HWC")

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import COMPILE_MODES, Config, DataConfig, TrainConfig, build_config
-from ..data.files import list_images
-from ..errors import ConfigError
-from ..models import VAE, save_model
-from ..training import fit_in_process
+from vae_restore.config import COMPILE_MODES, Config, DataConfig, TrainConfig
+from vae_restore.config_io import build_config
+from vae_restore.data.files import list_images
+from vae_restore.errors import ConfigError
+from vae_restore.models import VAE, save_model
+
+from .in_process import LoggedSteps, fit_in_process
 from .reference_loop import readable_files, reference_throughput
 
 logger = logging.getLogger(__name__)
@@ -72,8 +74,9 @@ def trainer_throughput(config: Config, steps: int, pipeline: str) -> dict:
     compilation), then a timed one."""
     config.train.max_train_steps, config.train.logging_steps = 2 * steps, steps
     fresh_start()
-    trainer = fit_in_process(config)
-    measured = trainer.history[1]
+    history = LoggedSteps()
+    fit_in_process(config, [history])
+    measured = history[1]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
         "pipeline": pipeline,

@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..distortions.named import NAMED_DISTORTIONS
-from ..evaluation.baselines import BASELINES, check_baselines
-from .quality_data import prepare_data
-from .quality_eval import TABLE_METRICS, Case, Column, cached_score, load_case
+from benchmarks.quality_data import prepare_data
+from benchmarks.quality_eval import TABLE_METRICS, Case, Column, cached_score, load_case
+from vae_restore.distortions.named import NAMED_DISTORTIONS
+from vae_restore.evaluation.baselines import BASELINES, check_baselines
 
 MODEL = "model"
 INPUT = "input"
@@ -43,7 +43,7 @@ def columns(options: ScoreOptions, datasets: list[str]) -> list[Column]:
 
 
 def model_restore(path: Path):
-    from ..inference import Restorer
+    from vae_restore.inference import Restorer
 
     restorer = Restorer(path, providers="cpu")
     return lambda image: restorer.restore(image.astype("float32")).astype("float64"), restorer.manifest
