@@ -230,11 +230,6 @@ class TrainConfig:
                 self.checkpoints_total_limit is None or self.checkpoints_total_limit >= 1,
                 "checkpoints_total_limit must be >= 1",
             ),
-            (
-                self.init_from is None or self.stage == "distorted",
-                "init_from is for stage distorted (it starts from clear-stage weights); stage clear starts from "
-                "random weights",
-            ),
         ]
 
 
