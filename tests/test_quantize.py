@@ -49,9 +49,12 @@ def test_int8_export_is_published_with_its_gate_results(weights, gate_folder, tm
 
 def test_a_failed_int8_gate_writes_nothing(weights, gate_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(quantize, "MIN_PSNR_VS_FP32", 500.0)  # no int8 graph gets there
+    out, cwd = tmp_path / "out", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # the quantiser's scratch files must not land in the working folder either
     with pytest.raises(ExportError, match="int8 gate failed: int8 vs fp32 .* dB on held-back crops"):
-        export_onnx(weights, tmp_path / "m.onnx", quantize="int8", gate_data=str(gate_folder), check_batch_sizes=(1,))
-    assert list(tmp_path.iterdir()) == []
+        export_onnx(weights, out / "m.onnx", quantize="int8", gate_data=str(gate_folder), check_batch_sizes=(1,))
+    assert list(out.iterdir()) == [] and list(cwd.iterdir()) == []
 
 
 def test_int8_refuses_fp16_and_the_decoder(weights, tmp_path):

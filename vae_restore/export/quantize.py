@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,28 +118,31 @@ def quantize_graph(fp32: Path, output: Path, calibration: np.ndarray) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = output.with_name(f".{output.name}.prepared")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser logs every node at INFO and advice at WARNING
-    try:
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # symbolic H, W defeat it
-        quantize_static(
-            str(prepared),
-            str(output),
-            _Crops(calibration),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv", "ConvTranspose"],
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-    except Exception as e:  # the quantiser raises assorted types; one clear error instead
-        raise ExportError(f"int8 quantisation failed: {type(e).__name__}: {e}") from e
-    finally:
-        root.setLevel(level)
-        prepared.unlink(missing_ok=True)
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="vae-restore-int8-") as work:
+        prepared = Path(work) / "prepared.onnx"
+        try:
+            os.chdir(work)  # the quantiser writes scratch files into the working folder, and leaves them on errors
+            quant_pre_process(str(fp32.resolve()), str(prepared), skip_symbolic_shape=True)  # symbolic H, W defeat it
+            quantize_static(
+                str(prepared),
+                str(output.resolve()),
+                _Crops(calibration),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv", "ConvTranspose"],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        except Exception as e:  # the quantiser raises assorted types; one clear error instead
+            raise ExportError(f"int8 quantisation failed: {type(e).__name__}: {e}") from e
+        finally:
+            os.chdir(cwd)
+            root.setLevel(level)
 
 
 def check_int8(
