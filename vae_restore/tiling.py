@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 TILE = 128
-OVERLAP = 16  # see tests/test_tiling_seams.py: seamless for tiles that disagree by up to 8/255
+OVERLAP = 16  # see tests/inference/test_tiling_seams.py: seamless for tiles that disagree by up to 8/255
 MIN_WEIGHT = 1e-3
 MAX_WHOLE_PIXELS = 4_000_000  # padded H×W a fully convolutional network restores in one call; above it, tiles
 CONV_TILE = 512  # tiles of a fully convolutional network: much context per tile, few seams

@@ -3,7 +3,7 @@
 Entropy coding is lossless, so leaving it out changes no pixel: colour conversion, 4:2:0 chroma
 subsampling, the 8×8 DCT, quantisation with the IJG tables scaled by quality, and the decoder's
 "fancy" chroma upsampling give what Pillow's round trip gives, up to libjpeg's integer DCT rounding
-(`tests/test_distortions.py` measures the difference). Every image keeps its own quality, nothing
+(`tests/data/test_distortions.py` measures the difference). Every image keeps its own quality, nothing
 leaves the device and nothing synchronises with it, unlike an encoder that takes one quality per call
 and bytes that must cross to the host (torchvision's nvJPEG encoder is also 4:4:4 only, milder than the
 4:2:0 that cameras save and that evaluation uses).

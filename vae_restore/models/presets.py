@@ -108,7 +108,7 @@ class Preset:
 
 @dataclass(frozen=True)
 class PresetCost:
-    """Listed size and compute of a preset: checked against the model by tests/test_presets.py."""
+    """Listed size and compute of a preset: checked against the model by tests/models/test_presets.py."""
 
     parameters: int
     flops: int  # one restoration forward of one image_size² tile, counted by torch's FlopCounterMode

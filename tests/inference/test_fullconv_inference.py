@@ -18,7 +18,7 @@ from vae_restore.inference import Restorer
 from vae_restore.models import load_model
 from vae_restore.tiling import MAX_WHOLE_PIXELS, Geometry, tile_starts
 
-from .onnx_models import exported_model, fullconv_weights, random_weights
+from ..onnx_models import exported_model, fullconv_weights, random_weights
 
 ODD = (203, 317)  # not a multiple of 8 either way: padded to 208×320
 

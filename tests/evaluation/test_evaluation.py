@@ -19,7 +19,7 @@ from vae_restore.evaluation.report import GAP, format_table, read_csv
 from vae_restore.metrics import METRICS, compute_metrics
 from vae_restore.models import VAE, save_model
 
-from .conftest import write_images
+from ..conftest import write_images
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import torch
 from vae_restore import load_model
 from vae_restore.models import read_metadata, sha256_file
 
-from .conftest import TINY_ARGS, launch_script, launch_train, train_command
-from .train_probe import read_probes
+from ..conftest import TINY_ARGS, launch_script, launch_train, train_command
+from ..train_probe import read_probes
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from vae_restore.export.pipeline import export_onnx
 from vae_restore.export.validate import real_tiles
 from vae_restore.inference import Restorer
 
-from .conftest import REPO, subprocess_env
-from .onnx_models import exported_model, random_weights
+from ..conftest import REPO, subprocess_env
+from ..onnx_models import exported_model, random_weights
 
 
 @pytest.fixture(scope="session")

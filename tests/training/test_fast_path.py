@@ -14,7 +14,7 @@ from vae_restore.config import Config
 from vae_restore.losses import loss_means
 from vae_restore.training import Trainer
 
-from .conftest import REPO, write_images
+from ..conftest import REPO, write_images
 
 
 def run_trainer(tmp_path, data, **train_overrides) -> tuple[Trainer, LoggedSteps]:

@@ -25,9 +25,9 @@ from vae_restore.inference import Restorer
 from vae_restore.serve.app import create_app
 from vae_restore.serve.limits import Limits
 
-from .conftest import subprocess_env, write_images
-from .onnx_models import exported_model
-from .serving import Server
+from ..conftest import subprocess_env, write_images
+from ..onnx_models import exported_model
+from ..serving import Server
 
 TIMEOUT = 60  # seconds for any one request: every network call of these tests is bounded
 

@@ -14,8 +14,8 @@ from vae_restore.cli import main
 from vae_restore.data.embedded import embedded_images
 from vae_restore.inference import Restorer
 
-from .conftest import REPO, subprocess_env, write_images
-from .onnx_models import exported_model
+from ..conftest import REPO, subprocess_env, write_images
+from ..onnx_models import exported_model
 
 
 @pytest.fixture(scope="session")

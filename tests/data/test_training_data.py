@@ -18,7 +18,7 @@ from vae_restore.data.sampler import CropSampler
 from vae_restore.data.stage_data import Shard, load_training_data
 from vae_restore.errors import DataError
 
-from .conftest import write_images
+from ..conftest import write_images
 
 
 def config(path, **kw) -> DataConfig:

@@ -9,7 +9,7 @@ import pytest
 from vae_restore.data.files import ImageRecord, detect_layout, find_records
 from vae_restore.errors import DataError
 
-from .conftest import write_images
+from ..conftest import write_images
 
 
 def names(records: list[ImageRecord], root: Path) -> list[tuple[str, str | None]]:

@@ -12,7 +12,7 @@ from vae_restore.config import DistortionConfig
 from vae_restore.distortions import distortions_from_config
 from vae_restore.distortions.preview import LABEL_HEIGHT, preview_grid
 
-from .conftest import REPO, subprocess_env, write_images
+from ..conftest import REPO, subprocess_env, write_images
 
 
 def test_preview_grid_has_a_labelled_column_per_distortion_and_a_row_per_image(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from vae_restore.models import ORIGINAL, VAE, save_model
 
-from .conftest import REPO, launch_train, write_images
+from ..conftest import REPO, launch_train, write_images
 
 pytestmark = pytest.mark.slow
 

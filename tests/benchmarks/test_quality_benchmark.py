@@ -27,7 +27,7 @@ from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.errors import ConfigError
 from vae_restore.models import VAE, read_metadata
 
-from .conftest import REPO, subprocess_env, write_images
+from ..conftest import REPO, subprocess_env, write_images
 
 
 def test_every_recipe_is_a_valid_config_and_spells_out_its_loss():

@@ -14,9 +14,9 @@ import pytest
 
 from vae_restore.models import VAE, save_model, sha256_file
 
-from .conftest import REPO, launch_script, launch_train, subprocess_env, train_command, write_images
-from .processes import TrainingProcess
-from .train_probe import read_probes
+from ..conftest import REPO, launch_script, launch_train, subprocess_env, train_command, write_images
+from ..processes import TrainingProcess
+from ..train_probe import read_probes
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import torch
 
 from vae_restore.models import VAE, save_model
 
-from .conftest import launch_script, write_images
+from ..conftest import launch_script, write_images
 
 
 @pytest.mark.slow

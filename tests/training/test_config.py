@@ -9,7 +9,7 @@ from vae_restore.config_cli import add_config_arguments, config_from_args
 from vae_restore.config_io import build_config, load_yaml
 from vae_restore.errors import ConfigError
 
-from .conftest import REPO, subprocess_env
+from ..conftest import REPO, subprocess_env
 
 
 def parse(argv, yaml_path=None):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_images
-from .onnx_models import exported_model
-from .serving import Server
+from ..conftest import write_images
+from ..onnx_models import exported_model
+from ..serving import Server
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FLAGS = (

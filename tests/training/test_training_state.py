@@ -16,7 +16,7 @@ from vae_restore.errors import CheckpointError, ConfigError, TrainingError
 from vae_restore.models import VAE, get_preset, save_model
 from vae_restore.training.validation import share
 
-from .conftest import write_images
+from ..conftest import write_images
 
 
 def config_for(tmp_path, **train) -> Config:

@@ -9,7 +9,7 @@ import pytest
 from vae_restore import tracking
 from vae_restore.errors import ConfigError
 
-from .conftest import REPO, subprocess_env
+from ..conftest import REPO, subprocess_env
 
 NAMES = ("WANDB_DIR", "WANDB_MODE", "WANDB_SILENT", "WANDB_API_KEY")
 

@@ -15,7 +15,7 @@ from vae_restore.models import VAE, Preset, load_model, sha256_file
 from vae_restore.training import Trainer
 from vae_restore.training.ema import EMA, EMA_FILE, ema_decay_at
 
-from .conftest import write_images
+from ..conftest import write_images
 
 SMALL = Preset(name="ema_small", channels=(8, 16, 32, 64), hidden_dim=32, latent_dim=8)
 

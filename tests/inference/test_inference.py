@@ -21,8 +21,8 @@ from vae_restore.inference import CPU, CUDA, Restorer, requested_providers
 from vae_restore.models import ORIGINAL, VAE, save_model
 from vae_restore.tiling import restore_tiled
 
-from .conftest import subprocess_env
-from .onnx_models import exported_model, torch_tile_fn
+from ..conftest import subprocess_env
+from ..onnx_models import exported_model, torch_tile_fn
 
 
 @pytest.fixture(scope="session")
