@@ -115,7 +115,7 @@ def test_evaluate_restores_whole_images_and_records_the_budget(fullconv_export, 
     from vae_restore.evaluation import EvalOptions, evaluate
     from vae_restore.evaluation.report import read_csv
 
-    from .conftest import write_images
+    from ..conftest import write_images
 
     write_images(tmp_path / "clear", 2, size=(45, 70), seed=1)
     runs = {}
@@ -136,7 +136,7 @@ def test_restore_command_passes_the_budget_on(fullconv_export, tmp_path, monkeyp
     import vae_restore.inference as inference
     from vae_restore.cli import main
 
-    from .conftest import write_images
+    from ..conftest import write_images
 
     seen = []
 

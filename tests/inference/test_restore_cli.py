@@ -322,7 +322,7 @@ def test_restore_runs_in_the_inference_only_install(model_path, tmp_path):
 
 def test_install_extras_keep_inference_free_of_training_packages():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from .conftest import REPO
+    from ..conftest import REPO
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {dep.split(">")[0].split(";")[0].strip().lower() for dep in project["dependencies"]}

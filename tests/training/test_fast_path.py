@@ -97,7 +97,7 @@ def test_throughput_benchmark_measures_both_pipelines(tmp_path):
     import subprocess
     import sys
 
-    from .conftest import subprocess_env
+    from ..conftest import subprocess_env
 
     data = tmp_path / "images"
     write_images(data, 8, size=(140, 150))

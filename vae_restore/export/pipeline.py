@@ -75,6 +75,64 @@ def check_output(output: str | os.PathLike) -> Path:
     return path
 
 
+def check_arguments(part: str, fp16: bool, check_batch_sizes: Sequence[int], quantize: str | None) -> None:
+    """Refuse, before any work, arguments the export cannot honour, and a missing onnxruntime (the gate's)."""
+    if part not in PARTS:
+        raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    if quantize and (fp16 or part != "restore"):
+        raise ExportError("--quantize int8 quantises the fp32 restoration graph: drop --fp16 and --part")
+    if not check_batch_sizes or min(check_batch_sizes) < 1:
+        raise ExportError(f"check batch sizes must be positive integers, got {list(check_batch_sizes)}")
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ExportError(
+            "the parity gate runs the graph on onnxruntime, which is not installed: pip install -e '.[infer]'"
+        )
+
+
+def gated(
+    graph: Path, model: VAE, part: str, inputs, check_batch_sizes: Sequence[int], fp16: bool, output: Path
+) -> ParityReport:
+    """The graph checked as ONNX, then against PyTorch; raises ExportError (naming `output`) if either fails."""
+    try:
+        onnx.checker.check_model(str(graph), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"the exported graph is not valid ONNX: {e}") from None
+    tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    report = check_parity(graph, model, reference_module(model, part), part, inputs, check_batch_sizes, tolerance)
+    if not report.passed:
+        raise ExportError(
+            f"parity gate failed (tolerance {tolerance:g}); worst: {report.worst.describe()}; {output} was not written"
+        )
+    return report
+
+
+def build_manifest(
+    facts: dict, opset: int, model: VAE, weights: Path, specs: tuple, report: ParityReport, quantization
+) -> dict:
+    """What the manifest says of a published graph: `facts` (file, sha256, part, precision) and the rest."""
+    inputs, outputs = specs
+    return {
+        "format_version": FORMAT_VERSION,
+        **facts,
+        "opset": opset,
+        "exporter": "torch.onnx.export(dynamo=True, external_data=False, optimize=True)",
+        "inputs": [s.to_dict() for s in inputs],
+        "outputs": [s.to_dict() for s in outputs],
+        "value_range": [0.0, 1.0],
+        "layout": "NCHW",
+        **spatial_fields(model),
+        "source": {"weights": str(weights.resolve()), "sha256": sha256_file(weights)},
+        "source_metadata": read_metadata(weights),
+        "preset": model.preset.to_dict(),
+        "config": run_config(weights),
+        "parity": report.to_dict(),
+        **({"quantization": quantization.to_dict()} if quantization else {}),
+        "versions": package_versions(),
+    }
+
+
 def export_onnx(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -107,18 +165,7 @@ def export_onnx(
         ExportError: a bad argument, an export the exporter cannot write, or a failed gate (nothing written).
         CheckpointError: weights that cannot be loaded.
     """
-    if part not in PARTS:
-        raise ExportError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ExportError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
-    if quantize and (fp16 or part != "restore"):
-        raise ExportError("--quantize int8 quantises the fp32 restoration graph: drop --fp16 and --part")
-    if not check_batch_sizes or min(check_batch_sizes) < 1:
-        raise ExportError(f"check batch sizes must be positive integers, got {list(check_batch_sizes)}")
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ExportError(
-            "the parity gate runs the graph on onnxruntime, which is not installed: pip install -e '.[infer]'"
-        )
+    check_arguments(part, fp16, check_batch_sizes, quantize)
     weights = resolve_weights(checkpoint)
     model = load_model(weights)
     check_part(model, part)
@@ -129,44 +176,14 @@ def export_onnx(
     tmp_manifest = manifest_path(tmp_model)
     try:
         written_opset = export_graph(build_module(model, part, half=fp16), inputs, outputs, tmp_model, opset)
-        try:
-            onnx.checker.check_model(str(tmp_model), full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-            raise ExportError(f"the exported graph is not valid ONNX: {e}") from None
-        tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
-        report = check_parity(
-            tmp_model, model, reference_module(model, part), part, inputs, check_batch_sizes, tolerance
-        )
-        if not report.passed:
-            raise ExportError(
-                f"parity gate failed (tolerance {tolerance:g}); worst: {report.worst.describe()}; "
-                f"{output} was not written"
-            )
+        report = gated(tmp_model, model, part, inputs, check_batch_sizes, fp16, output)
         quantization = None
         if quantize:
             calibration = calibration_data or ((run_config(weights) or {}).get("data") or {}).get("train_data")
             quantization = quantize_in_place(tmp_model, calibration, gate_data)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "file": output.name,
-            "sha256": sha256_file(tmp_model),
-            "part": part,
-            "precision": quantize or ("fp16" if fp16 else "fp32"),
-            "opset": written_opset,
-            "exporter": "torch.onnx.export(dynamo=True, external_data=False, optimize=True)",
-            "inputs": [s.to_dict() for s in inputs],
-            "outputs": [s.to_dict() for s in outputs],
-            "value_range": [0.0, 1.0],
-            "layout": "NCHW",
-            **spatial_fields(model),
-            "source": {"weights": str(weights.resolve()), "sha256": sha256_file(weights)},
-            "source_metadata": read_metadata(weights),
-            "preset": model.preset.to_dict(),
-            "config": run_config(weights),
-            "parity": report.to_dict(),
-            **({"quantization": quantization.to_dict()} if quantization else {}),
-            "versions": package_versions(),
-        }
+        precision = quantize or ("fp16" if fp16 else "fp32")
+        facts = {"file": output.name, "sha256": sha256_file(tmp_model), "part": part, "precision": precision}
+        manifest = build_manifest(facts, written_opset, model, weights, (inputs, outputs), report, quantization)
         write_manifest(tmp_manifest, manifest)
         os.replace(tmp_model, output)
         os.replace(tmp_manifest, manifest_path(output))
