@@ -220,8 +220,7 @@ class Trainer:
         self.save_checkpoint()
         acc = self.accelerator
         command = resume_command(acc.num_processes, acc.mixed_precision, cpu=acc.device.type == "cpu")
-        acc.wait_for_everyone()
-        acc.end_training()
+        self.close()
         raise Preempted(
             f"stopped by {signal.Signals(signum).name} at step {self.global_step}; checkpoint: "
             f"{self.last_checkpoint()}\nresume with:\n  {command}",
@@ -297,9 +296,19 @@ class Trainer:
                 f"stage {self.config.train.stage} done: weights in {weights}, samples in {self.run_dir / 'samples'}\n"
                 f"next: {next_command(self.config, acc.num_processes, acc.mixed_precision, acc.device.type == 'cpu')}"
             )
-        acc.wait_for_everyone()  # no process may tear down the process group while another still uses it
-        acc.end_training()
+        self.close()
         return weights
+
+    def close(self) -> None:
+        """Tear down while the interpreter is fully alive: the DDP wrapper (its reducer holds the process
+        group and gloo work that references tensors) goes first, then the group. Left to interpreter
+        finalisation, freeing those tensors aborts the process ("terminate called without an active
+        exception") now and then. The unwrapped model stays, for callers that read it after `fit`."""
+        acc = self.accelerator
+        acc.wait_for_everyone()  # no process may tear down the process group while another still uses it
+        self.model = self.plain_model
+        acc.free_memory()  # Accelerate's own references to the wrapped model; collects the garbage
+        acc.end_training()
 
 
 def train(config: Config, callbacks: Iterable[TrainingCallback] = ()) -> Path:
