@@ -1,7 +1,8 @@
 """`launch/train.py` with a trainer callback that records who trained, for tests under `accelerate launch`.
 
 Each process writes RUN_DIR/probe-<rank>.json at the end: its rank, its OS process id, the steps its
-callback saw and the sum of the first batch it read (a fingerprint: processes must read their own crops).
+callback saw with their losses, and the sum of the first batch it read (a fingerprint: processes must read
+their own crops).
 """
 
 from __future__ import annotations
@@ -30,21 +31,27 @@ def main() -> int:
     add_config_arguments(parser)
     args = parser.parse_args()
     config = config_from_args(args, stage_yaml(CONFIGS, getattr(args, "stage", "clear")))
-    steps: list[int] = []
-    trainer = Trainer(config, callbacks=[lambda step, logs: steps.append(step)])
+    logged: list[tuple[int, float]] = []
+    trainer = Trainer(config, callbacks=[lambda step, logs: logged.append((step, logs["train/loss"]))])
     first: list[float] = []
     next_batch = trainer.next_batch
 
     def fingerprinted_batch():
-        source, target = next_batch()
+        batch = next_batch()
         if not first:
-            first.append(float(source.double().sum()))
-        return source, target
+            first.append(float(batch.source.double().sum()))
+        return batch
 
     trainer.next_batch = fingerprinted_batch
     trainer.fit()
     rank = trainer.accelerator.process_index
-    probe = {"rank": rank, "pid": os.getpid(), "logged_steps": steps, "first_batch_sum": first[0] if first else None}
+    probe = {
+        "rank": rank,
+        "pid": os.getpid(),
+        "logged_steps": [step for step, _ in logged],
+        "losses": [loss for _, loss in logged],
+        "first_batch_sum": first[0] if first else None,
+    }
     (config.run_dir / f"probe-{rank}.json").write_text(json.dumps(probe))
     return 0
 

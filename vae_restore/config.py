@@ -188,7 +188,8 @@ class TrainConfig:
     init_from: str | None = None  # run folder, .safetensors or pretrained:NAME; None: OUTPUT_DIR/clear, clear: random
     seed: int = 0  # weights, crops, distortions and the validation split
     max_train_steps: int = 300  # optimizer steps
-    train_batch_size: int = 32  # per process
+    train_batch_size: int = 32  # per process; with --global_batch_size: derived from it
+    global_batch_size: int | None = None  # crops per micro-batch summed over processes, one stream: any process count
     gradient_accumulation_steps: int = 1
     mixed_precision: str | None = None  # no, fp16, bf16; None: whatever `accelerate launch` was given
     checkpointing_steps: int = 500  # a resumable checkpoint every N steps, under RUN_DIR/checkpoints/
@@ -215,6 +216,10 @@ class TrainConfig:
                 "max_train_steps and train_batch_size must be > 0",
             ),
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (
+                self.global_batch_size is None or self.global_batch_size > 0,
+                f"global_batch_size must be > 0 (or unset), got {self.global_batch_size}",
+            ),
             (self.max_bad_steps >= 0, "max_bad_steps must be >= 0"),
             (self.pad_channels_to >= 0, f"pad_channels_to must be >= 0 (0: off), got {self.pad_channels_to}"),
             (0 <= self.seed <= 2**32 - 1, f"seed must be in [0, 2**32 - 1] (numpy's range), got {self.seed}"),

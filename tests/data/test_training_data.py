@@ -247,8 +247,8 @@ def test_paired_batches_mix_in_synthetic_inputs_by_the_ratio():
         distort=lambda x, g: 1 - x,
         generator=None,
     )
-    source, target = Trainer.next_batch(fake)
-    assert torch.equal(target, clear)
+    source, target, noise = Trainer.next_batch(fake)
+    assert torch.equal(target, clear) and noise is None
     assert torch.equal(source[:2], 1 - clear[:2]) and torch.equal(source[2:], real[2:])
 
 

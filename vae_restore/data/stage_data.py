@@ -1,7 +1,8 @@
 """A stage's data: training pixels decoded once into banks on the device, validation images, and a summary.
 
-Under several processes each one trains on its own shard of the images. With the disk cache the
-local main process decodes (once per machine) and the others wait, then map the same file.
+Under several processes each one trains on its own shard of the images, or, for a global batch stream,
+holds all of them. With the disk cache the local main process decodes (once per machine) and the others
+wait, then map the same file.
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ DEVICE_MEMORY_SHARE = 0.5  # at most this share of free accelerator memory holds
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's place among `count` processes."""
+    """This process's place among `count` processes; `keep_all`: it holds every image (a global batch
+    stream draws each crop from all of them, whichever process trains on it)."""
 
     index: int = 0
     count: int = 1
+    keep_all: bool = False
 
     def indices(self, n: int) -> list[int]:
+        if self.keep_all:
+            return list(range(n))
         if n < self.count:
             logger.warning("%d training images for %d processes: every process samples all of them", n, self.count)
             return list(range(n))
@@ -260,5 +265,6 @@ def load_training_data(
     _check_strict(config, skipped)
     padded = list(dict.fromkeys(val.padded + [str(train.records[i].clear) for i in train.report.padded]))
     source = None if train.source is None else place(train.source, device)
-    is_global = mode == "disk" or shard.count == 1 or len(records) < shard.count  # else each process saw its shard
+    # else each process saw its shard
+    is_global = mode == "disk" or shard.count == 1 or shard.keep_all or len(records) < shard.count
     return TrainingData(place(train.target, device), source, val, len(train.report.kept), skipped, padded, is_global)

@@ -114,14 +114,24 @@ class VAE(nn.Module):
         self.encoder = ConvEncoder(preset) if conv else Encoder(preset)
         self.decoder = ConvDecoder(preset) if conv else Decoder(preset)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        """Sample z by reparameterisation while training, use mu otherwise."""
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> VAEOutput:
+        """Sample z by reparameterisation while training, use mu otherwise. `noise`, the standard-normal draw
+        (shaped like mu), comes from the caller when it must not depend on how a batch is split over processes."""
         mu, logvar, skips = self.encoder(x)
         z = mu
         if self.training:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + eps * torch.exp(0.5 * logvar)
+            if noise is None:
+                noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + noise.to(mu.dtype) * torch.exp(0.5 * logvar)
         return VAEOutput(self.decoder(z, skips, x), mu, logvar)
+
+    @torch.no_grad()
+    def latent_shape(self, height: int, width: int) -> torch.Size:
+        """The shape of one image's mu for an input of this size (one encoder pass over a blank image)."""
+        device = next(self.parameters()).device
+        return self.encoder(torch.zeros(1, 3, height, width, device=device))[0].shape[1:]
 
     def restoration_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The deterministic restoration path (z = mu) up to the logits; what the ONNX export traces."""

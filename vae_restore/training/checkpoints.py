@@ -38,6 +38,7 @@ V1_DEFAULTS = {
     "gradient_accumulation_steps": None,
     "settings": {},
     "parent": None,
+    "segments": None,
 }
 
 
@@ -58,13 +59,15 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
 class CheckpointState:
     """What trainer_state.json holds besides the processes' layout: the counters, the settings a resume must
     match (`resume.resume_settings`), the steps the learning-rate schedule spans, and the weights stage
-    distorted started from (so that a resume needs neither the parent file nor the same --init_from)."""
+    distorted started from (so that a resume needs neither the parent file nor the same --init_from), and
+    the run's segments: the step each start or resume began at, with its process count."""
 
     global_step: int
     bad_steps: int = 0
     settings: dict = field(default_factory=dict)
     parent: dict | None = None
     max_train_steps: int | None = None
+    segments: list[dict] | None = None
 
     def to_json(self, accelerator) -> dict:
         return {
@@ -77,6 +80,7 @@ class CheckpointState:
             "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,
             "settings": self.settings,
             "parent": self.parent,
+            "segments": self.segments,
         }
 
 
@@ -120,10 +124,13 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator, path: Path, data_generator: torch.Generator, ema=None) -> None:
-    """Restore every piece of state saved by `save_checkpoint` but trainer_state.json (`read_state`)."""
+def load_checkpoint(
+    accelerator, path: Path, data_generator: torch.Generator, ema=None, shared_stream: bool = False
+) -> None:
+    """Restore every piece of state saved by `save_checkpoint` but trainer_state.json (`read_state`).
+    `shared_stream`: every process drew from one data stream, so each reads process 0's (the count may differ)."""
     accelerator.load_state(str(path))
-    rng_file = path / f"data_rng_{accelerator.process_index}.safetensors"
+    rng_file = path / f"data_rng_{0 if shared_stream else accelerator.process_index}.safetensors"
     if not rng_file.is_file():
         raise CheckpointError(f"{rng_file} is missing: the checkpoint is incomplete")
     data_generator.set_state(load_file(str(rng_file))["state"])

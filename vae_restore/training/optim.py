@@ -36,8 +36,9 @@ def lr_multiplier(step: int, warmup: int, total: int, kind: str) -> float:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int, num_processes: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Accelerate steps a prepared scheduler once per process per optimizer step, hence the scaling."""
-    warmup, total = config.lr_warmup_steps * num_processes, total_steps * num_processes
+    """Accelerate steps a prepared scheduler once per process per optimizer step; the rate follows optimizer
+    steps (its count divided by the processes), so the schedule is the same on any process count."""
+    warmup, kind = config.lr_warmup_steps, config.lr_scheduler
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, warmup, total, config.lr_scheduler)
+        optimizer, lambda count: lr_multiplier(count // num_processes, warmup, total_steps, kind)
     )

@@ -2,8 +2,9 @@
 
 A run folder's checkpoints belong to one run, and a resume continues that run:
 - `resolve_resume`: which checkpoint (`latest`, a path, a name), and when a new run is refused instead;
-- `plan_resume`: before anything heavy starts, refuse a resume that changes the processes, the precision,
-  the accumulation or a setting that decides the network, the optimiser's path or the data stream;
+- `plan_resume`: before anything heavy starts, refuse a resume that changes the processes (unless the run
+  draws a global batch), the precision, the accumulation or a setting that decides the network, the
+  optimiser's path or the data stream;
 - `restore`: set aside the checkpoints past the resumed one, load the state, and apply the two settings
   a resume may change (the learning rate and the clipping: the way past a divergence).
 """
@@ -35,7 +36,14 @@ logger = logging.getLogger(__name__)
 
 # What decides the network, the optimiser's path and the data stream: a resumed run may not change it.
 RESUME_SECTIONS = ("model", "loss", "optim", "distortions")
-RESUME_KEYS = ("train.seed", "train.train_batch_size", "data.crop_size", "data.noise_sigma", "data.synthetic_ratio")
+RESUME_KEYS = (
+    "train.seed",
+    "train.train_batch_size",
+    "train.global_batch_size",
+    "data.crop_size",
+    "data.noise_sigma",
+    "data.synthetic_ratio",
+)
 # ... except these, which a resume may change (with a warning) to get past a divergence.
 RESUME_MAY_CHANGE = ("optim.learning_rate", "optim.max_grad_norm")
 # What a resumed run must share with the run that wrote the checkpoint, or it would not continue it.
@@ -47,8 +55,12 @@ MUST_MATCH = {
 
 
 def resume_settings(config: Config) -> dict:
-    """The settings a checkpoint records, so that a resume can be checked against them."""
-    return {k: v for k, v in config.flat().items() if k.split(".")[0] in RESUME_SECTIONS or k in RESUME_KEYS}
+    """The settings a checkpoint records, so that a resume can be checked against them. With a global batch
+    the per-process batch follows the process count, which a resume may change."""
+    keys = RESUME_KEYS
+    if config.train.global_batch_size is not None:
+        keys = tuple(k for k in keys if k != "train.train_batch_size")
+    return {k: v for k, v in config.flat().items() if k.split(".")[0] in RESUME_SECTIONS or k in keys}
 
 
 def resolve_resume(run_dir: Path, request: str | None, overwrite: bool = False) -> Path | None:
@@ -93,13 +105,18 @@ def changed_settings(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -
 
 
 def check_settings(path: Path, state: dict, settings: dict, accelerator, may_change: tuple[str, ...] = ()) -> None:
-    """Refuse, before anything heavy starts, a resume whose processes, precision, accumulation or settings
-    (but those of `may_change`) differ from those in the checkpoint's `state` (`read_state`)."""
+    """Refuse, before anything heavy starts, a resume whose processes (but for a global batch stream, on both
+    sides), precision, accumulation or settings (but those of `may_change`) differ from those in the
+    checkpoint's `state` (`read_state`)."""
+    global_stream = settings.get("train.global_batch_size") is not None
     for key, flag in MUST_MATCH.items():
         now = getattr(accelerator, key)
+        if key == "num_processes" and global_stream and state["settings"].get("train.global_batch_size"):
+            continue  # checked as a setting below: the same global batch on another process count
         if state[key] is not None and state[key] != now:  # None: a version-1 file did not record it
+            hint = " (runs with --global_batch_size resume on any count)" if key == "num_processes" else ""
             raise CheckpointError(
-                f"{path} was written with {key} {state[key]}, this run has {now}: resume with {flag} {state[key]}"
+                f"{path} was written with {key} {state[key]}, this run has {now}: resume with {flag} {state[key]}{hint}"
             )
     as_written = json.loads(json.dumps(settings))  # tuples are lists in the file
     changed = changed_settings(state["settings"], as_written, may_change)
@@ -154,8 +171,9 @@ def restore(
     if accelerator.is_main_process:
         set_aside_later_checkpoints(config.run_dir, plan.path)
     accelerator.wait_for_everyone()
-    load_checkpoint(accelerator, plan.path, generator, ema)
+    load_checkpoint(accelerator, plan.path, generator, ema, shared_stream=config.train.global_batch_size is not None)
     step = int(plan.state["global_step"])
+    scheduler.scheduler.last_epoch = step * accelerator.num_processes  # counted per process: the count may change
     accelerator.print(f"resumed from {plan.path} at step {step}")
     apply_changed_optim_settings(config, plan.state["settings"], optimizer, scheduler, step)
     planned, schedule, steps = plan.state["max_train_steps"], config.optim.lr_scheduler, config.train.max_train_steps
@@ -190,6 +208,11 @@ def apply_changed_optim_settings(config: Config, saved: dict, optimizer, schedul
     plain.base_lrs = [lr] * len(plain.base_lrs)
     for group, rule in zip(optimizer.param_groups, plain.lr_lambdas, strict=True):
         group["initial_lr"], group["lr"] = lr, lr * rule(plain.last_epoch)
+
+
+def earlier_segments(state: dict) -> list[dict]:
+    """The segments a checkpoint's run went through; one from step 0 where the file predates them."""
+    return state.get("segments") or [{"from_step": 0, "num_processes": state["num_processes"]}]
 
 
 def set_aside_later_checkpoints(run_dir: Path, resumed: Path) -> list[Path]:

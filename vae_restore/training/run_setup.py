@@ -172,10 +172,25 @@ def local_main_first(accelerator: Accelerator):
         yield
 
 
+def per_process_batch(config: Config, num_processes: int) -> int:
+    """The crops each process trains on per micro-batch: `train_batch_size`, or its share of the global batch."""
+    total = config.train.global_batch_size
+    if total is None:
+        return config.train.train_batch_size
+    if total % num_processes:
+        raise ConfigError(
+            f"--global_batch_size {total} does not split evenly over {num_processes} processes: "
+            f"pass a multiple of {num_processes}"
+        )
+    return total // num_processes
+
+
 def data_generator(config: Config, accelerator: Accelerator) -> torch.Generator:
-    """Each process gets its own stream, so processes read different crops."""
+    """Each process gets its own stream, so processes read different crops; with a global batch all share
+    one stream (each draws the whole batch and keeps its slice)."""
     g = torch.Generator(device=accelerator.device)
-    g.manual_seed(config.train.seed * 1_000_003 + accelerator.process_index)
+    rank = 0 if config.train.global_batch_size else accelerator.process_index
+    g.manual_seed(config.train.seed * 1_000_003 + rank)
     return g
 
 
@@ -201,7 +216,7 @@ def build_stage_data(config: Config, accelerator: Accelerator) -> DataStream:
         c.train.seed,
         acc.device,
         c.data.cache_dir or Path(c.train.output_dir) / "cache",
-        Shard(acc.process_index, acc.num_processes),
+        Shard(acc.process_index, acc.num_processes, keep_all=c.train.global_batch_size is not None),
         lambda: local_main_first(acc),
         pairs=distorted_stage,
     )

@@ -10,7 +10,9 @@ import functools
 import logging
 import signal
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -31,6 +33,7 @@ from .run_setup import (
     build_accelerator,
     build_model,
     build_stage_data,
+    per_process_batch,
     prepare_training,
     resolve_parent,
     resolved_config,
@@ -44,14 +47,23 @@ logger = logging.getLogger(__name__)
 TrainingCallback = Callable[[int, dict[str, float]], None]
 
 
+class Batch(NamedTuple):
+    """One process's micro-batch."""
+
+    source: torch.Tensor  # the model's input
+    target: torch.Tensor  # the clear crops
+    noise: torch.Tensor | None  # the reparameterisation's draw, for a global batch stream; None: the model's own
+
+
 class Trainer:
     """One stage: built by `run_setup`, resumed by `resume`, trained by `fit`."""
 
     def __init__(self, config: Config, callbacks: Iterable[TrainingCallback] = ()):
-        self.config = config.validate()  # a config built or edited in code gets the checks a YAML gets
+        config = config.validate()  # a config built or edited in code gets the checks a YAML gets
         self.run_dir = config.run_dir
-        t = config.train
         self.accelerator = build_accelerator(config)
+        t = replace(config.train, train_batch_size=per_process_batch(config, self.accelerator.num_processes))
+        self.config = config = replace(config, train=t)
         self.resume_plan = resume.plan_resume(config, self.accelerator)  # refused here, before anything heavy
         self.resumed_from = None if self.resume_plan is None else self.resume_plan.path
         self.parent = (self.resume_plan and self.resume_plan.parent) or resolve_parent(config)
@@ -63,7 +75,10 @@ class Trainer:
         self.loss_means = torch.compile(loss_means, dynamic=False) if t.compile else loss_means
         decay = config.optim.ema_decay
         self.ema = EMA(self.plain_model, decay) if decay > 0 else None
+        crop = config.data.crop_size
+        self.latent_shape = self.plain_model.latent_shape(crop, crop) if t.global_batch_size else None
         self.global_step = 0
+        self.segments: list[dict] = []  # (start step, process count) of each start and resume: `start`
         self.bad_steps = 0
         self.accumulated = AccumulationWindow(t.gradient_accumulation_steps)
         self.callbacks = list(callbacks)
@@ -80,9 +95,12 @@ class Trainer:
     def distort(self, clear: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.mixture(clear, generator)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(model input, clear target): clear crops distorted on the fly where the data has no distorted side."""
-        batch_size = self.config.train.train_batch_size
+    def next_batch(self) -> Batch:
+        """Clear crops, distorted on the fly where the data has no distorted side. With a global batch every
+        process draws the whole of it from the same stream, and keeps its own slice: the crops, distortions
+        and latent noise of a sample do not depend on the process count (the data work does, N-fold)."""
+        t = self.config.train
+        batch_size = t.global_batch_size or t.train_batch_size
         distorted, clear = self.sampler.sample(batch_size)
         if not self.config.train.channels_last:
             clear = clear.contiguous()
@@ -91,26 +109,33 @@ class Trainer:
             distorted = self.distort(clear, self.generator) if self.config.train.stage == "distorted" else clear
         elif synthetic := round(self.config.data.synthetic_ratio * batch_size):
             distorted = torch.cat([self.distort(clear[:synthetic], self.generator), distorted[synthetic:]])
-        return distorted, clear
+        if not t.global_batch_size:
+            return Batch(distorted, clear, None)
+        noise = torch.randn((batch_size, *self.latent_shape), generator=self.generator, device=clear.device)
+        start = self.accelerator.process_index * t.train_batch_size
+        return Batch(*(x[start : start + t.train_batch_size] for x in (distorted, clear, noise)))
 
     def start(self) -> None:
         """Continue the checkpoint being resumed, or start a new run (see `resume`)."""
         plan = self.resume_plan
+        segment = {"from_step": 0, "num_processes": self.accelerator.num_processes}
         if plan is None:
             resume.start_new_run(self.config, self.accelerator)
+            self.segments = [segment]
             return
         self.bad_steps = resume.restore(
             plan, self.config, self.accelerator, self.generator, self.ema, self.optimizer, self.scheduler
         )
         self.global_step = int(plan.state["global_step"])
+        self.segments = resume.earlier_segments(plan.state) + [{**segment, "from_step": self.global_step}]
 
     def train_step(self) -> torch.Tensor | None:
         """One micro-batch. At the last one of an accumulation window, returns the window's mean loss terms,
         or None when its optimizer step was skipped as non-finite; before that, None."""
         acc, c = self.accelerator, self.config
         with acc.accumulate(self.model):
-            source, target = self.next_batch()
-            terms = vae_loss(c.loss, self.model(source), target, self.global_step, self.loss_means)
+            source, target, noise = self.next_batch()
+            terms = vae_loss(c.loss, self.model(source, noise=noise), target, self.global_step, self.loss_means)
             acc.backward(terms.loss)
             window = self.accumulated.add(terms, acc.sync_gradients)
             if window is not None and c.train.max_bad_steps and not agreed_finite(acc, window[0]):
@@ -148,6 +173,7 @@ class Trainer:
             resume.resume_settings(self.config),
             parent,
             self.config.train.max_train_steps,
+            self.segments,
         )
         checkpoints.save_checkpoint(self.accelerator, self.run_dir, state, self.generator, self.ema)
         if self.accelerator.is_main_process:
@@ -281,6 +307,7 @@ class Trainer:
                 "weights_sha256": sha256_file(weights),
                 "global_step": self.global_step,
                 "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+                "segments": self.segments,
                 "bad_steps": self.bad_steps,
                 "num_processes": acc.num_processes,
                 "mixed_precision": acc.mixed_precision,
