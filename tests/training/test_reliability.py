@@ -315,9 +315,11 @@ def test_a_nan_on_one_process_stops_every_process_with_the_same_message(tmp_path
     assert "Connection closed" not in result.stderr and "then checkpointing" not in result.stderr
 
 
-def test_two_process_runs_exit_cleanly_ten_times(tmp_path, data):
+def test_two_process_runs_exit_cleanly_five_times(tmp_path, data):
+    """Five in the suite (each run is a launcher and two training processes); docs/RELIABILITY.md's
+    figures come from repeating it."""
     args = ["--stage", "clear", "--train_data", str(data / "clear_only"), *FAST, "--max_train_steps", "2"]
-    for i in range(10):
+    for i in range(5):
         result = launch_train([*args, "--output_dir", str(tmp_path / f"run{i}")], tmp_path, processes=2, check=False)
         assert result.returncode == 0, f"run {i}: {result.stderr[-3000:]}"
         assert "terminate called" not in result.stderr
