@@ -151,11 +151,15 @@ def test_a_finished_stage_names_the_next_command():
             "train_data": "/data/my photos",
             "preset": "fullres",
             "seed": 3,
+            "reconstruction": "l1",
+            "kl_weight": 0.01,
+            "global_batch_size": 64,
         },
     )
-    assert next_command(clear, 2, "bf16", cpu=False) == (  # what decides the data, its split and the network
+    assert next_command(clear, 2, "bf16", cpu=False) == (  # the data, its split, the network, loss and batch
         "accelerate launch --multi_gpu --num_processes 2 launch/train.py --stage distorted --output_dir=runs/photos "
-        "'--train_data=/data/my photos' --seed=3 --preset=fullres --mixed_precision=bf16"
+        "'--train_data=/data/my photos' --seed=3 --preset=fullres --reconstruction=l1 --kl_weight=0.01 "
+        "--global_batch_size=64 --mixed_precision=bf16"
     )
     assert next_command(build_config(None, {"stage": "clear"})) == (
         "accelerate launch --cpu --num_processes 1 launch/train.py --stage distorted --mixed_precision=no"

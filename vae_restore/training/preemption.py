@@ -92,10 +92,12 @@ def next_command(config: Config, num_processes: int = 1, mixed_precision: str = 
     """What a user runs after this stage: stage distorted from these weights, on the same processes, or the export."""
     t = config.train
     if t.stage == "clear":
-        # What stage clear was given that decides the data, the held-back images and the network.
+        # What stage clear was given that decides the data, the held-back images, the network, its loss and
+        # the batch stream: stage distorted would otherwise fall back to its YAML's.
         flat = {key.split(".")[-1]: value for key, value in config.flat().items()}
         defaults = {key.split(".")[-1]: value for key, value in Config().flat().items()}
         shared = ("output_dir", "train_data", "val_data", "val_fraction", "data_layout", "seed", "preset")
+        shared += ("reconstruction", "kl_weight", "loss_reduction", "global_batch_size")
         flags = [f"--{key}={flat[key]}" for key in shared if flat[key] != defaults[key]]
         flags.append(f"--mixed_precision={mixed_precision}")
         return shlex.join([*launcher(num_processes, cpu), "launch/train.py", "--stage", "distorted", *flags])
