@@ -14,7 +14,7 @@ import pytest
 
 from vae_restore.models import VAE, get_preset, save_model, sha256_file
 
-from ..conftest import REPO, launch_script, launch_train, subprocess_env, train_command, write_images
+from ..conftest import REPO, TINY_ARGS, launch_script, launch_train, subprocess_env, train_command, write_images
 from ..processes import TrainingProcess
 from ..train_probe import read_probes
 
@@ -24,24 +24,9 @@ STEPS = 10
 # The guarantees do not depend on the network: a small one (a 20 MB checkpoint where `original` writes 220 MB)
 # keeps the dozens of launches, kills and resumes below to seconds each.
 FAST = [
-    "--preset",
-    "fullconv",
-    "--crop_size",
-    "64",
-    "--train_batch_size",
-    "4",
-    "--logging_steps",
-    "1",
-    "--validation_steps",
-    "1000",
-    "--val_crops_per_image",
-    "1",
-    "--report_to",
-    "none",
-    "--checkpointing_steps",
-    "2",
-    "--max_train_steps",
-    str(STEPS),
+    *("--preset", "fullconv", "--crop_size", "64"),
+    *TINY_ARGS,
+    *("--logging_steps", "1", "--checkpointing_steps", "2", "--max_train_steps", str(STEPS)),
 ]
 
 
