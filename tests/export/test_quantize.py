@@ -31,6 +31,16 @@ def gate_folder(tmp_path_factory):
     return folder
 
 
+def int8_weight_magnitude(graph) -> int:
+    """The largest |value| among the graph's int8 initialisers (its quantised weights)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    return max(int(np.abs(w.astype(int)).max()) for w in weights if w.size > 1)
+
+
 def test_int8_export_is_published_with_its_gate_results(weights, gate_folder, tmp_path):
     result = export_onnx(
         weights, tmp_path / "int8.onnx", quantize="int8", gate_data=str(gate_folder), check_batch_sizes=(1,)
@@ -42,6 +52,7 @@ def test_int8_export_is_published_with_its_gate_results(weights, gate_folder, tm
     assert manifest["quantization"]["images"] == 2 and report.calibration_crops == quantize.CALIBRATION_CROPS // 2
     fp32 = export_onnx(weights, tmp_path / "fp32.onnx", check_batch_sizes=(1,))
     assert result.model.stat().st_size < 0.5 * fp32.model.stat().st_size  # int8 weights
+    assert 0 < int8_weight_magnitude(result.model) <= 64  # 7-bit weights: no int16 saturation without VNNI
     image = embedded_images()[0][1][:96, :136]
     int8_out, fp32_out = Restorer(result.model).restore(image), Restorer(fp32.model).restore(image)
     assert np.abs(int8_out.astype(int) - fp32_out.astype(int)).mean() < 2  # close, in 8-bit steps

@@ -114,7 +114,11 @@ class _Crops:
 
 def quantize_graph(fp32: Path, output: Path, calibration: np.ndarray) -> None:
     """Write the static int8 QDQ version of the fp32 graph `fp32` to `output` (shape-inferred first, as
-    onnxruntime's quantiser recommends)."""
+    onnxruntime's quantiser recommends).
+
+    Weights use 7 of their 8 bits (`reduce_range`): on x86 CPUs without VNNI, onnxruntime's uint8 x int8
+    kernels add pairs of products in int16, which saturates with full-range weights; that cost this model
+    0.4 dB on such a CPU and nothing measurable with 7-bit weights, so the graph restores alike on every CPU."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -137,6 +141,7 @@ def quantize_graph(fp32: Path, output: Path, calibration: np.ndarray) -> None:
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                reduce_range=True,
             )
         except Exception as e:  # the quantiser raises assorted types; one clear error instead
             raise ExportError(f"int8 quantisation failed: {type(e).__name__}: {e}") from e
