@@ -88,4 +88,5 @@ def test_the_cards_awgn25_figure_is_what_its_evaluation_command_prints(tmp_path)
     )
     again = score_model(options)["columns"]["photos:awgn25"][MODEL]
     bundled = json.loads((FOLDER / "scores.json").read_text())["columns"]["photos:awgn25"][MODEL]
-    assert again == pytest.approx(bundled, abs=1e-9)
+    # onnxruntime's float kernels round differently on other x86 instruction sets; the card prints 2 decimals
+    assert again == pytest.approx(bundled, abs=5e-3)
