@@ -40,28 +40,50 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def launch_command(script: str, args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
-    """`accelerate launch SCRIPT ARGS` (SCRIPT relative to the repo) on the CPU with 1 or N processes, and its env."""
-    common = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCH_COMMON = ("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+ONE_PROCESS_LAUNCH = ("--cpu", "--num_processes", "1", *LAUNCH_COMMON)
+
+
+def launch_command(
+    script: str, args: list[str], processes: int = 1, via_launcher: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch SCRIPT ARGS` (SCRIPT relative to the repo) on the CPU with 1 or N processes, and its env.
+
+    One process runs as `simple_launch_command` builds it unless `via_launcher` asks for the launcher itself."""
+    if processes == 1 and not via_launcher:
+        return simple_launch_command([*ONE_PROCESS_LAUNCH, str(REPO / script), *args], subprocess_env())
     if processes == 1:
-        launcher, env = [*ACCELERATE, "--cpu", "--num_processes", "1", *common], subprocess_env()
-    else:
-        launcher = [
-            *ACCELERATE,
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),
-            *common,
-            "--main_process_port",
-            str(_free_port()),
-        ]
-        env = subprocess_env(ACCELERATE_USE_CPU="1")
-    return [*launcher, str(REPO / script), *args], env
+        return [*ACCELERATE, *ONE_PROCESS_LAUNCH, str(REPO / script), *args], subprocess_env()
+    launcher = [
+        *ACCELERATE,
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        *LAUNCH_COMMON,
+        "--main_process_port",
+        str(_free_port()),
+    ]
+    return [*launcher, str(REPO / script), *args], subprocess_env(ACCELERATE_USE_CPU="1")
 
 
-def train_command(args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
+def simple_launch_command(launch_args: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that `accelerate launch LAUNCH_ARGS` gives its one process, built with
+    Accelerate's own functions: its simple launcher only sets a few variables and runs `python SCRIPT ARGS`, so
+    building them here spares every one-process launch the launcher's interpreter and torch import (~2 s).
+    `test_simple_launch_command_is_what_accelerate_launch_runs` holds it to the real launcher."""
+    from unittest import mock
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_simple_launcher_cmd_env
+
+    with mock.patch.dict(os.environ, env, clear=True):
+        parsed, _, _ = _validate_launch_command(launch_command_parser().parse_args(launch_args))
+        return prepare_simple_launcher_cmd_env(parsed)
+
+
+def train_command(args: list[str], processes: int = 1, **kwargs) -> tuple[list[str], dict[str, str]]:
     """`accelerate launch launch/train.py ARGS` on the CPU with 1 or N real processes, and its environment."""
-    return launch_command("launch/train.py", args, processes)
+    return launch_command("launch/train.py", args, processes, **kwargs)
 
 
 def launch_script(
@@ -72,9 +94,10 @@ def launch_script(
     timeout: float = 600,
     check: bool = True,
     env: dict[str, str] | None = None,
+    via_launcher: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run `launch_command` and fail with the end of its output when it fails (unless `check` is False)."""
-    cmd, default_env = launch_command(script, args, processes)
+    cmd, default_env = launch_command(script, args, processes, via_launcher)
     result = subprocess.run(cmd, cwd=cwd, env=env or default_env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(

@@ -13,7 +13,16 @@ import torch
 from vae_restore import load_model
 from vae_restore.models import read_metadata, sha256_file
 
-from ..conftest import TINY_ARGS, launch_script, launch_train, train_command
+from ..conftest import (
+    ACCELERATE,
+    ONE_PROCESS_LAUNCH,
+    TINY_ARGS,
+    launch_script,
+    launch_train,
+    simple_launch_command,
+    subprocess_env,
+    train_command,
+)
 from ..train_probe import read_probes
 
 pytestmark = pytest.mark.slow
@@ -35,7 +44,8 @@ def test_two_stages_on_embedded_data(tmp_path, tiny_args, clear_run):
     out = tmp_path / "runs"
     # Stage distorted finds OUTPUT_DIR/clear/model.safetensors by itself: the shared run's weights go there.
     shutil.copytree(clear_run, out / "clear", ignore=shutil.ignore_patterns("checkpoints"))
-    launch_train(["--stage", "distorted", "--max_train_steps", "4", "--output_dir", str(out), *tiny_args], tmp_path)
+    args = ["--stage", "distorted", "--max_train_steps", "4", "--output_dir", str(out), *tiny_args]
+    launch_train(args, tmp_path, via_launcher=True)  # the README's way; other one-process tests skip the launcher
     clear, distorted = out / "clear", out / "distorted"
     for run in (clear, distorted):
         model = load_model(run)
@@ -170,3 +180,23 @@ def test_tensorboard_logs(tmp_path, tiny_args):
     out = tmp_path / "runs"
     launch_train(quick_clear_run(out, tiny_args, "--report_to", "tensorboard"), tmp_path)
     assert list((out / "clear" / "logs").rglob("events.out.tfevents.*"))
+
+
+SHOW_LAUNCH = """
+import json, os, sys
+names = ("ACCELERATE_", "KMP_", "OMP_", "MKL_", "MASTER_", "PYTHONPATH")
+print(json.dumps({"argv": sys.argv, "env": {k: v for k, v in os.environ.items() if k.startswith(names)}}))
+"""
+
+
+def test_simple_launch_command_is_what_accelerate_launch_runs(tmp_path):
+    """The one-process tests run the command the launcher would run; this holds the two together."""
+    script = tmp_path / "show_launch.py"
+    script.write_text(SHOW_LAUNCH)
+    launch_args = [*ONE_PROCESS_LAUNCH, str(script), "--stage", "clear", "--seed", "3"]
+    real = subprocess.run([*ACCELERATE, *launch_args], env=subprocess_env(), capture_output=True, text=True, check=True)
+    cmd, env = simple_launch_command(launch_args, subprocess_env())
+    built = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(built.stdout.splitlines()[-1])
+    assert seen == json.loads(real.stdout.splitlines()[-1])
+    assert seen["env"]["ACCELERATE_USE_CPU"] == "True" and seen["argv"][1:] == ["--stage", "clear", "--seed", "3"]
