@@ -53,12 +53,14 @@ def reference_throughput(
     device: torch.device,
     batch_size: int = 64,
     workers: int | None = None,
-    warmup_steps: int = 10,
+    warmup_steps: int | None = None,
     measure_steps: int = 50,
     sigma: float = 25.0,
 ) -> dict:
-    """Images/s of the original-style loop in steady state (after `warmup_steps`)."""
+    """Images/s of the original-style loop in steady state, after `warmup_steps` (default: as many as are
+    timed, at most 10: the loader's workers and the allocator settle within a few batches)."""
     workers = os.cpu_count() if workers is None else workers
+    warmup_steps = min(10, measure_steps) if warmup_steps is None else warmup_steps
     dataset = ResizedImages(files)
     total = warmup_steps + measure_steps
     sampler = RandomSampler(dataset, replacement=True, num_samples=total * batch_size)
