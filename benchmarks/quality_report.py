@@ -48,13 +48,23 @@ def stage_label(stage: dict) -> str:
     return stage["stage"]
 
 
+def stage_shape(stage: dict) -> str:
+    """` (16 × 96², fp32)`: the batch, crop and precision a stage trained with (older reports lack them)."""
+    if "crop_size" not in stage:
+        return ""
+    precision = {"no": "fp32"}.get(stage["mixed_precision"], stage["mixed_precision"])
+    return f" ({stage['train_batch_size']} × {stage['crop_size']}², {precision})"
+
+
 def training_table(report: dict) -> str:
     """Per trained method: preset size and cost, and the steps and time each stage got."""
     lines = ["| method | parameters | GFLOP/tile | stages (steps, seconds) |", "|---|---|---|---|"]
     for r in report["rows"]:
         if not r.get("training"):
             continue
-        stages = ", ".join(f"{stage_label(s)} {s['steps']} in {s['seconds']:.0f} s" for s in r["training"])
+        stages = ", ".join(
+            f"{stage_label(s)} {s['steps']} in {s['seconds']:.0f} s{stage_shape(s)}" for s in r["training"]
+        )
         params = f"{r['parameters']:,}" if r.get("parameters") else "–"
         gflops = f"{r['gflops']:.2f}" if r.get("gflops") else "–"
         lines.append(f"| {r['method']} | {params} | {gflops} | {stages} |")
@@ -74,7 +84,8 @@ def write_report(report: dict, output: Path) -> tuple[Path, Path]:
     text = [
         f"# Quality benchmark ({report['device']})",
         "",
-        f"Budget per stage: {s['budget']}, batch {s['train_batch_size']}; {s['num_images']} images per column "
+        f"Budget per stage: {s['budget']}, batch {s['train_batch_size']} unless a recipe sets one; "
+        f"{s['num_images']} images per column "
         f"(seed {s['seed']}); mean PSNR (dB) and SSIM against the clear image, full resolution.",
         "",
         markdown_table(report),

@@ -25,6 +25,7 @@ from vae_restore.config import Config
 from vae_restore.config_io import build_config
 from vae_restore.errors import ConfigError
 from vae_restore.models import VAE, get_preset, save_model
+from vae_restore.training.precision import cpu_bf16_instructions
 
 from .in_process import LoggedSteps, fit_in_process
 from .recipes import Recipe
@@ -95,11 +96,17 @@ def stage_config(
         "checkpointing_steps": 10**9,
         "checkpoints_total_limit": 1,
         "report_to": "none",
-        "mixed_precision": "bf16" if setup.device == "cuda" else "no",
+        "mixed_precision": machine_precision(setup.device),
         "overwrite_output_dir": True,  # a rerun of the benchmark retrains (its calibration too)
     }
     overrides = {**optimiser_overrides(stage.optimiser), "train_batch_size": setup.train_batch_size}
     return build_config(stage.config, {**overrides, **recipe.overrides, **infra})
+
+
+def machine_precision(device: str) -> str:
+    """bf16 on a GPU and on a CPU that computes bf16 natively, fp32 elsewhere: what `accelerate launch` with
+    configs/accelerate/cpu.yaml trains in, so every row of a benchmark trains at its machine's speed."""
+    return "bf16" if device == "cuda" or cpu_bf16_instructions() else "no"
 
 
 def steps_for_minutes(config: Config, minutes: float, device: str) -> int:
@@ -151,6 +158,9 @@ def run_stage(
         "steps": steps,
         "seconds": round(seconds, 1),
         "images_per_s": last.get("train/images_per_s"),
+        "mixed_precision": config.train.mixed_precision,
+        "train_batch_size": config.train.train_batch_size,
+        "crop_size": config.data.crop_size,
         "final_loss": last.get("train/loss"),
         "weights": str(stage.out / stage.name / "model.safetensors"),
     }

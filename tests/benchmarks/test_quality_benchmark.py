@@ -312,6 +312,15 @@ def test_smoke_run_writes_the_table_with_every_row_and_column(tmp_path):
     table = (output / "quality.md").read_text()
     assert table.count("\n| ") >= len(expected) + 1 and "| original / bce |" in table
     assert "distorted (distorted) 2 in" in table and "distorted (distorted_art) 2 in" in table
+    from benchmarks.quality_train import machine_precision
+
+    shapes = {
+        (s["train_batch_size"], s["crop_size"], s["mixed_precision"])
+        for r in report["rows"][-3:]
+        for s in r["training"]
+    }
+    assert shapes == {(2, 128, machine_precision("cpu"))}, "every stage trained as set, in the machine's precision"
+    assert "2 in " in table and " (2 × 128², " in table
     input_row = report["rows"][0]["scores"]["photos:awgn25"]
     assert input_row["psnr"] < report["rows"][1]["scores"]["photos:awgn25"]["psnr"], "NL-means denoises"
 
