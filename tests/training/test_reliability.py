@@ -301,11 +301,12 @@ def test_a_nan_on_one_process_stops_every_process_with_the_same_message(tmp_path
     assert "Connection closed" not in result.stderr and "then checkpointing" not in result.stderr
 
 
-def test_two_process_runs_exit_cleanly_five_times(tmp_path, data):
-    """Five in the suite (each run is a launcher and two training processes); docs/RELIABILITY.md's
-    figures come from repeating it."""
+def test_two_process_runs_exit_cleanly_three_times(tmp_path, data):
+    """Three in the suite (each run is a launcher and two training processes), on top of the two dozen
+    other two-process launches whose tests assert a clean exit too; docs/RELIABILITY.md's figures come
+    from repeating it."""
     args = ["--stage", "clear", "--train_data", str(data / "clear_only"), *FAST, "--max_train_steps", "2"]
-    for i in range(5):
+    for i in range(3):
         result = launch_train([*args, "--output_dir", str(tmp_path / f"run{i}")], tmp_path, processes=2, check=False)
         assert result.returncode == 0, f"run {i}: {result.stderr[-3000:]}"
         assert "terminate called" not in result.stderr
