@@ -141,7 +141,7 @@ def run_stage(
     config = stage_config(setup, stage, preset, recipe, steps, init_from)
     print(
         f"[quality] {preset}/{recipe.name}: stage {stage.name} ({stage.config.name}), "
-        f"{steps} steps of {setup.train_batch_size}",
+        f"{steps} steps of {config.train.train_batch_size}",
         flush=True,
     )
     start = time.perf_counter()
