@@ -340,3 +340,18 @@ def test_minutes_budget_is_calibrated_into_steps(tmp_path):
     for stage in row["training"]:
         assert stage["steps"] >= 1
         assert stage["seconds"] < 3 * 60 * 0.05 + 30  # about the budget, not the whole default
+
+
+@pytest.mark.parametrize("path", ["configs/recipes_fullconv.yaml", "configs/recipes_fullconv_choices.yaml"])
+def test_shipped_recipe_files_load(path):
+    recipes = load_recipe_file(REPO / path)
+    assert recipes and all(r.overrides["reconstruction"] == "l1" for r in recipes.values())
+
+
+def test_each_recipe_choice_changes_one_thing_of_base():
+    recipes = load_recipe_file(REPO / "configs/recipes_fullconv_choices.yaml")
+    base = recipes.pop("base").overrides
+    assert base == load_recipe_file(REPO / "configs/recipes_fullconv.yaml")["fullconv_l1"].overrides
+    for name, recipe in recipes.items():
+        changed = {k for k in {*base, *recipe.overrides} if base.get(k) != recipe.overrides.get(k)}
+        assert len(changed) == 1 or changed == {"lr_scheduler", "lr_warmup_steps"}, name  # a schedule is one choice
