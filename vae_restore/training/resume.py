@@ -180,7 +180,7 @@ def restore(
     if planned not in (None, steps) and schedule != "constant":
         logger.warning(
             "the %s learning-rate schedule was planned over %d steps and now spans --max_train_steps %d: "
-            "from step %d on it follows the longer schedule, so the learning rate jumps there",
+            "from step %d on it follows the new schedule, so the learning rate jumps there",
             schedule,
             planned,
             steps,
