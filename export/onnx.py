@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--calibration_data", help="--quantize: training images to calibrate on (default: the run's train_data)"
     )
     parser.add_argument(
-        "--gate_data", help="--quantize: clear images for the awgn25 score gate (default: the embedded samples)"
+        "--gate_data",
+        help="--quantize: clear images for the score gate, every named distortion (default: the embedded samples)",
     )
     return parser.parse_args(argv)
 

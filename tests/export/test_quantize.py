@@ -10,6 +10,7 @@ from PIL import Image
 
 from tests.onnx_models import fullconv_model
 from vae_restore.data.embedded import embedded_images
+from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.errors import ExportError
 from vae_restore.export import quantize
 from vae_restore.export.pipeline import export_onnx
@@ -50,6 +51,7 @@ def test_int8_export_is_published_with_its_gate_results(weights, gate_folder, tm
     report = result.quantization
     assert report.psnr_vs_fp32 >= quantize.MIN_PSNR_VS_FP32 and report.score_drop <= quantize.MAX_SCORE_DROP_DB
     assert manifest["quantization"]["images"] == 2 and report.calibration_crops == quantize.CALIBRATION_CROPS // 2
+    assert set(manifest["quantization"]["scores"]) == set(NAMED_DISTORTIONS)  # every distortion is gated
     fp32 = export_onnx(weights, tmp_path / "fp32.onnx", check_batch_sizes=(1,))
     assert result.model.stat().st_size < 0.5 * fp32.model.stat().st_size  # int8 weights
     assert 0 < int8_weight_magnitude(result.model) <= 64  # 7-bit weights: no int16 saturation without VNNI
@@ -66,6 +68,16 @@ def test_a_failed_int8_gate_writes_nothing(weights, gate_folder, tmp_path, monke
     with pytest.raises(ExportError, match="int8 gate failed: int8 vs fp32 .* dB on held-back crops"):
         export_onnx(weights, out / "m.onnx", quantize="int8", gate_data=str(gate_folder), check_batch_sizes=(1,))
     assert list(out.iterdir()) == [] and list(cwd.iterdir()) == []
+
+
+def test_a_drop_on_any_one_distortion_fails_the_gate_and_is_named():
+    scores = {"awgn25": (29.55, 29.46), "blur": (26.35, 25.74), "jpeg20": (28.17, 28.12)}
+    report = quantize.QuantizationReport(psnr_vs_fp32=45.0, scores=scores, images=8, calibration_crops=24)
+    assert report.worst == "blur" and abs(report.score_drop - 0.61) < 1e-9 and not report.passed
+    assert "blur 25.740 dB vs fp32 26.350 dB (drop 0.610" in report.describe()
+    assert report.to_dict()["scores"]["awgn25"] == {"fp32": 29.55, "int8": 29.46}
+    mild = quantize.QuantizationReport(45.0, {**scores, "blur": (26.35, 26.30)}, 8, 24)
+    assert mild.passed and mild.worst == "awgn25"
 
 
 def test_int8_refuses_fp16_and_the_decoder(weights, tmp_path):

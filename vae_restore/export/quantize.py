@@ -3,8 +3,9 @@
 Only the convolutions are quantised (per-channel int8 weights, uint8 activations, onnxruntime's QDQ format);
 the residual output, its clamp and the sigmoid stay fp32, so the restored values keep their full precision.
 The int8 graph is accepted only if it restores like the fp32 one: at least `MIN_PSNR_VS_FP32` dB between
-the two on held-back crops (inputs the calibration never saw), and an `awgn25` score against the clear
-images at most `MAX_SCORE_DROP_DB` below the fp32 graph's.
+the two on held-back crops (inputs the calibration never saw), and, on every named distortion, a score
+against the clear images at most `MAX_SCORE_DROP_DB` below the fp32 graph's. Every distortion, because
+int8 does not cost them alike: the bundled model lost 0.09 dB on `awgn25` and 0.6 dB on `blur`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,6 @@ from ..image_scores import psnr
 
 MIN_PSNR_VS_FP32 = 40.0
 MAX_SCORE_DROP_DB = 0.15
-GATE_DISTORTION = "awgn25"
 CALIBRATION_DISTORTIONS = (None, "awgn15", "awgn25", "awgn50", "jpeg20", "blur")  # inputs as users bring them
 CALIBRATION_CROPS = 48  # half calibrate, half are held back for the first gate
 CROP = 128
@@ -34,28 +34,42 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class QuantizationReport:
     psnr_vs_fp32: float  # int8 restoration against fp32's, held-back crops, dB
-    fp32_score: float  # mean PSNR against the clear images, GATE_DISTORTION inputs
-    int8_score: float
+    scores: dict[str, tuple[float, float]]  # distortion -> mean PSNR against the clear images (fp32, int8)
     images: int
     calibration_crops: int
 
     @property
+    def worst(self) -> str:
+        """The distortion int8 costs most."""
+        return max(self.scores, key=lambda name: self.scores[name][0] - self.scores[name][1])
+
+    @property
     def score_drop(self) -> float:
-        return self.fp32_score - self.int8_score
+        fp32, int8 = self.scores[self.worst]
+        return fp32 - int8
 
     @property
     def passed(self) -> bool:
         return self.psnr_vs_fp32 >= MIN_PSNR_VS_FP32 and self.score_drop <= MAX_SCORE_DROP_DB
 
     def describe(self) -> str:
+        fp32, int8 = self.scores[self.worst]
         return (
-            f"int8 vs fp32 {self.psnr_vs_fp32:.2f} dB on held-back crops (>= {MIN_PSNR_VS_FP32:g}); "
-            f"{GATE_DISTORTION} {self.int8_score:.3f} dB vs fp32 {self.fp32_score:.3f} dB over {self.images} images "
-            f"(drop {self.score_drop:.3f} <= {MAX_SCORE_DROP_DB:g})"
+            f"int8 vs fp32 {self.psnr_vs_fp32:.2f} dB on held-back crops (at least {MIN_PSNR_VS_FP32:g}); "
+            f"largest score drop of {len(self.scores)} distortions over {self.images} images: {self.worst} "
+            f"{int8:.3f} dB vs fp32 {fp32:.3f} dB (drop {self.score_drop:.3f}, at most {MAX_SCORE_DROP_DB:g})"
         )
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "score_drop": self.score_drop, "passed": self.passed, "distortion": GATE_DISTORTION}
+        return {
+            "psnr_vs_fp32": self.psnr_vs_fp32,
+            "scores": {name: {"fp32": fp32, "int8": int8} for name, (fp32, int8) in self.scores.items()},
+            "images": self.images,
+            "calibration_crops": self.calibration_crops,
+            "worst": self.worst,
+            "score_drop": self.score_drop,
+            "passed": self.passed,
+        }
 
 
 def clear_images(folder: str | os.PathLike | None, limit: int | None = None) -> list[np.ndarray]:
@@ -150,30 +164,31 @@ def quantize_graph(fp32: Path, output: Path, calibration: np.ndarray) -> None:
             root.setLevel(level)
 
 
+def _mean_score(restorer, inputs: list[np.ndarray], clear: list[np.ndarray]) -> float:
+    """Mean PSNR of `restorer`'s 8-bit restorations of `inputs` against `clear` (H×W×3 float in [0, 1])."""
+    return float(
+        np.mean([psnr(np.rint(restorer.restore(x) * 255) / 255, c) for x, c in zip(inputs, clear, strict=True)])
+    )
+
+
 def check_int8(
     fp32: Path, int8: Path, held_back: np.ndarray, gate_images: list[np.ndarray], calibration_crops: int
 ) -> QuantizationReport:
     """Both gates' measurements (see the module docstring); the caller refuses a report that did not pass."""
+    from ..distortions.named import NAMED_DISTORTIONS
     from ..inference import Restorer
 
     restorers = [Restorer(path, providers="cpu", verify=False) for path in (fp32, int8)]
     outputs = [
         np.concatenate([r.run_tiles(held_back[i : i + 8]) for i in range(0, len(held_back), 8)]) for r in restorers
     ]
-    scores = [[], []]
-    for index, clear in enumerate(gate_images):
-        planes = clear.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        noisy = distort(planes, GATE_DISTORTION, index)[0].transpose(1, 2, 0)
-        for score, restorer in zip(scores, restorers, strict=True):
-            restored = np.rint(restorer.restore(noisy) * 255) / 255
-            score.append(psnr(restored, clear.astype(np.float64) / 255))
-    return QuantizationReport(
-        psnr_vs_fp32=psnr(outputs[1], outputs[0]),
-        fp32_score=float(np.mean(scores[0])),
-        int8_score=float(np.mean(scores[1])),
-        images=len(gate_images),
-        calibration_crops=calibration_crops,
-    )
+    planes = [image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0 for image in gate_images]
+    clear = [image.astype(np.float64) / 255 for image in gate_images]
+    scores = {}
+    for name in NAMED_DISTORTIONS:
+        inputs = [distort(p, name, index)[0].transpose(1, 2, 0) for index, p in enumerate(planes)]
+        scores[name] = (_mean_score(restorers[0], inputs, clear), _mean_score(restorers[1], inputs, clear))
+    return QuantizationReport(psnr(outputs[1], outputs[0]), scores, len(gate_images), calibration_crops)
 
 
 def quantize_in_place(
