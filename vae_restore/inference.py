@@ -113,8 +113,8 @@ class Restorer:
     `overlap` defaults to `default_overlap(tile)`, as PyTorch evaluation does; `max_pixels` bounds image files.
 
     Args:
-        path: an exported `model.onnx` (the restoration path), with its manifest beside it; None: the bundled
-            default model (`vae_restore.pretrained`).
+        path: an exported `model.onnx` (the restoration path), with its manifest beside it; `pretrained:NAME`:
+            a bundled model; None: the bundled default model (`vae_restore.pretrained`).
         providers: `auto`, `cpu`, `cuda`, or onnxruntime provider names.
         batch_size: tiles per session call.
         overlap: pixels shared by neighbouring tiles.
@@ -144,14 +144,11 @@ class Restorer:
         max_whole_pixels: int = MAX_WHOLE_PIXELS,
         tile: int | None = None,
     ):
-        if path is None:
-            from .pretrained import default_onnx
+        from .pretrained import default_onnx, resolve_onnx
 
-            path = default_onnx()
-            if path is None:
-                raise CheckpointError(
-                    "no model given and none is bundled: pass a model.onnx from `python -m export.onnx`"
-                )
+        path = default_onnx() if path is None else resolve_onnx(path)
+        if path is None:
+            raise CheckpointError("no model given and none is bundled: pass a model.onnx from `python -m export.onnx`")
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"no ONNX model at {self.path}; export one with `python -m export.onnx`")

@@ -47,6 +47,12 @@ def test_out_of_the_box_restoration_is_deterministic_and_beats_its_input():
     assert gain >= 5.0, f"the bundled model gains only {gain:.2f} dB on a σ 25 sample"
 
 
+def test_a_bundled_model_is_named_pretrained_name():
+    from vae_restore.inference import Restorer
+
+    assert Restorer(f"pretrained:{NAME}", providers="cpu").path == FOLDER / "model.onnx"
+
+
 def test_restore_command_uses_the_bundled_model_without_torch(tmp_path):
     from PIL import Image
 

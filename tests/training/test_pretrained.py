@@ -35,6 +35,8 @@ def test_names_paths_and_card_summary(bundle, tmp_path):
     assert pretrained.card_summary("demo") == "Restores noisy photos."
     assert pretrained.resolve_weights("pretrained:demo") == str(bundle / "model.safetensors")
     assert pretrained.resolve_weights("runs/clear") == "runs/clear"
+    assert pretrained.resolve_onnx("pretrained:demo") == bundle / "model.onnx"
+    assert pretrained.resolve_onnx(tmp_path / "model.onnx") == tmp_path / "model.onnx"
     with pytest.raises(CheckpointError, match="no bundled model 'other' \\(bundled: demo\\)"):
         pretrained.onnx_path("other")
 
@@ -68,3 +70,16 @@ def test_restorer_without_a_model_needs_a_bundled_one(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="no model given and none is bundled"):
         Restorer()
+
+
+def test_restorer_and_restore_command_name_a_bundled_model(bundle, tmp_path, capsys):
+    from vae_restore.cli import main
+    from vae_restore.inference import Restorer
+
+    with pytest.raises(CheckpointError, match="no bundled model 'nope' \\(bundled: demo\\)"):
+        Restorer("pretrained:nope")
+    (tmp_path / "in.png").write_bytes(b"")
+    assert (
+        main(["restore", str(tmp_path / "in.png"), "--model", "pretrained:nope", "--output", str(tmp_path / "o")]) != 0
+    )
+    assert "no bundled model 'nope' (bundled: demo)" in capsys.readouterr().err

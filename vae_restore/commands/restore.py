@@ -31,7 +31,9 @@ class Job:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively), globs")
     parser.add_argument(
-        "--model", type=Path, help="model.onnx from `python -m export.onnx` (default: the bundled model)"
+        "--model",
+        type=Path,
+        help="model.onnx from `python -m export.onnx`, or pretrained:NAME (`vae-restore models`; default: general)",
     )
     parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
     parser.add_argument(

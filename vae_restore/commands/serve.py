@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     defaults = Limits()
     parser.add_argument(
-        "--model", type=Path, help="model.onnx from `python -m export.onnx` (default: the bundled model)"
+        "--model",
+        type=Path,
+        help="model.onnx from `python -m export.onnx`, or pretrained:NAME (`vae-restore models`; default: general)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -112,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(
-        f"serving {model} on {restorer.provider} ({limits.max_concurrency} at once, {threads} intra-op thread(s) "
-        f"each) at http://{args.host}:{args.port}/",
+        f"serving {restorer.path} on {restorer.provider} ({limits.max_concurrency} at once, "
+        f"{threads} intra-op thread(s) each) at http://{args.host}:{args.port}/",
         file=sys.stderr,
         flush=True,
     )

@@ -7,6 +7,7 @@ This module imports neither torch nor onnxruntime.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -16,7 +17,7 @@ DEFAULT_MODEL = "general"  # what `vae-restore restore`, `Restorer()` and `serve
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
-PREFIX = "pretrained:"  # `--init_from pretrained:<name>`
+PREFIX = "pretrained:"  # `--init_from pretrained:<name>`, `--model pretrained:<name>`
 
 
 def names() -> list[str]:
@@ -46,6 +47,13 @@ def onnx_path(name: str | None = None) -> Path:
 def default_onnx() -> Path | None:
     """The default bundled ONNX graph, or None when this install bundles none."""
     return PRETRAINED_DIR / DEFAULT_MODEL / ONNX_FILE if DEFAULT_MODEL in names() else None
+
+
+def resolve_onnx(spec: str | os.PathLike) -> str | os.PathLike:
+    """`pretrained:<name>` -> the bundled ONNX graph's path; any other path is returned as it is."""
+    if not str(spec).startswith(PREFIX):
+        return spec
+    return onnx_path(str(spec)[len(PREFIX) :])
 
 
 def resolve_weights(spec: str) -> str:
