@@ -61,7 +61,8 @@ def test_models_command_lists_the_bundled_models(bundle, capsys):
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("demo (default): Restores noisy photos.") and "--init_from pretrained:demo" in out
+    assert out.startswith("demo (default): Restores noisy photos.")
+    assert "restore with --model pretrained:demo; fine-tune with --init_from pretrained:demo" in out
 
 
 def test_restorer_without_a_model_needs_a_bundled_one(tmp_path, monkeypatch):

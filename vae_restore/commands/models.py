@@ -1,4 +1,4 @@
-"""List the models bundled with this install (restore with them by default, fine-tune with pretrained:NAME)."""
+"""List the models bundled with this install (restore with --model pretrained:NAME, fine-tune from it)."""
 
 from __future__ import annotations
 
@@ -21,5 +21,6 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         default = " (default)" if name == pretrained.DEFAULT_MODEL else ""
         print(f"{name}{default}: {pretrained.card_summary(name)}")
-        print(f"  graph {pretrained.onnx_path(name)}; fine-tune with --init_from {pretrained.PREFIX}{name}")
+        spec = f"{pretrained.PREFIX}{name}"
+        print(f"  graph {pretrained.onnx_path(name)}; restore with --model {spec}; fine-tune with --init_from {spec}")
     return 0
