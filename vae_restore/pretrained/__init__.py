@@ -49,18 +49,20 @@ def default_onnx() -> Path | None:
     return PRETRAINED_DIR / DEFAULT_MODEL / ONNX_FILE if DEFAULT_MODEL in names() else None
 
 
+def _resolve(spec: str | os.PathLike, file: str) -> str | os.PathLike:
+    """`pretrained:<name>` -> that bundled model's `file`; anything else is returned as it is."""
+    text = str(spec)
+    return model_dir(text[len(PREFIX) :]) / file if text.startswith(PREFIX) else spec
+
+
 def resolve_onnx(spec: str | os.PathLike) -> str | os.PathLike:
     """`pretrained:<name>` -> the bundled ONNX graph's path; any other path is returned as it is."""
-    if not str(spec).startswith(PREFIX):
-        return spec
-    return onnx_path(str(spec)[len(PREFIX) :])
+    return _resolve(spec, ONNX_FILE)
 
 
 def resolve_weights(spec: str) -> str:
     """`pretrained:<name>` -> the bundled safetensors path; any other string is returned as it is."""
-    if not spec.startswith(PREFIX):
-        return spec
-    return str(model_dir(spec[len(PREFIX) :]) / WEIGHTS_FILE)
+    return str(_resolve(spec, WEIGHTS_FILE))
 
 
 def card_summary(name: str) -> str:
