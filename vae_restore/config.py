@@ -83,6 +83,7 @@ class DistortionConfig:
     p_scratches: float = 0.0
     p_dust: float = 0.0
     p_cracks: float = 0.0
+    p_aging: float = 0.0  # fading, yellowing, scratches and dust on one image, as old prints show them
     poisson_peak: tuple[float, float] = (10.0, 200.0)  # photons at white (fewer: noisier)
     blur_sigma: tuple[float, float] = (0.5, 2.5)  # pixels
     motion_length: tuple[float, float] = (3.0, 15.0)  # pixels

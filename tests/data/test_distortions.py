@@ -209,6 +209,20 @@ def test_cracks_only_darken_and_form_thin_lines():
     assert 0.01 < share < 0.25
 
 
+def test_aging_fades_yellows_scratches_and_dusts_every_image_it_draws():
+    config = DistortionConfig(p_gaussian_noise=0.0, p_aging=1.0)
+    mixture = DistortionMixture.from_config(config, (5.0, 5.0))
+    assert mixture.names == ["aging"]
+    x = torch.full((8, 3, 128, 128), 0.5)
+    y = mixture(x, gen())
+    mean = y.mean((2, 3))
+    assert bool((mean[:, 2] < mean[:, 0] - 0.02).all())  # blue absorbed by varnish, under the faded ground
+    dark = (y.amax(1) < 0.2).flatten(1).any(1)  # dust specks and dark scratches, never left by tones alone
+    assert bool(dark.all())
+    alone = artwork.yellowing(artwork.fading(x, config.fade_amount, gen()), config.yellowing_strength, gen())
+    assert not bool((alone.amax(1) < 0.2).any())
+
+
 def test_mixture_honours_probabilities_and_gives_every_image_at_least_one():
     config = DistortionConfig(p_gaussian_noise=0.5, p_jpeg=0.0, p_dust=0.25)
     mixture = DistortionMixture.from_config(config, (10.0, 10.0))

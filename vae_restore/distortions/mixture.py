@@ -28,16 +28,30 @@ def _bind(fn, bounds) -> Distortion:
     return lambda x, generator: fn(x, bounds, generator)
 
 
+def _together(*steps: Distortion) -> Distortion:
+    """Damage that comes together: every step on the same images, in order."""
+
+    def apply(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in steps:
+            x = step(x, generator)
+        return x
+
+    return apply
+
+
 def distortions_from_config(config: DistortionConfig, noise_sigma: tuple[float, float]) -> dict[str, Distortion]:
     """Every distortion by name, in application order, with its parameter range from the config."""
     c = config
+    fading, yellowing = _bind(artwork.fading, c.fade_amount), _bind(artwork.yellowing, c.yellowing_strength)
+    scratches, dust = _bind(artwork.scratches, c.scratch_count), _bind(artwork.dust, c.dust_density)
     return {
-        "fading": _bind(artwork.fading, c.fade_amount),
-        "yellowing": _bind(artwork.yellowing, c.yellowing_strength),
+        "aging": _together(fading, yellowing, scratches, dust),
+        "fading": fading,
+        "yellowing": yellowing,
         "color_cast": _bind(artwork.color_cast, c.cast_strength),
         "cracks": _bind(artwork.cracks, c.crack_cell),
-        "scratches": _bind(artwork.scratches, c.scratch_count),
-        "dust": _bind(artwork.dust, c.dust_density),
+        "scratches": scratches,
+        "dust": dust,
         "gaussian_blur": _bind(blur.gaussian_blur, c.blur_sigma),
         "motion_blur": _bind(blur.motion_blur, c.motion_length),
         "poisson_noise": _bind(noise.poisson_noise, c.poisson_peak),
