@@ -1,12 +1,12 @@
 """Put a trained run into the package as a bundled model: weights, ONNX graph (+ manifest), scores and card.
 
-    python launch/bundle_model.py --run runs/distorted --name general [--quantize int8 ...]
+    python launch/bundle_model.py --run runs/distorted --name general [--quantize int8 ...] [--weights_dtype float16]
     python launch/benchmark_model.py --model vae_restore/pretrained/general/model.onnx --output scores
     python launch/bundle_model.py --run runs/distorted --name general --scores scores/scores.json \
         --card_text configs/cards/general.json
 
-The first call copies the weights and exports the graph (with --quantize, quantised and gated) by the same
-code as `python -m export.onnx`. With --scores it writes the card instead: the run's card template filled with
+The first call copies the weights (with --weights_dtype float16, rounded to half their size) and exports the
+graph from the copy (with --quantize, quantised and gated) by the same code as `python -m export.onnx`. With --scores it writes the card instead: the run's card template filled with
 --card_text (title, summary, datasets, commands, limitations, data terms) and the table rendered from the
 scores file, which is bundled beside it, so the card's figures are the scores file's.
 """
@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=("int8",), help="bundle the int8 graph (it must pass its gates)")
     parser.add_argument("--calibration_data", help="--quantize: training images to calibrate on")
     parser.add_argument("--gate_data", help="--quantize: clear images for the score gate")
+    parser.add_argument(
+        "--weights_dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="the bundled weights' type; float16 halves them (the graph stays fp32, exported from the rounded weights)",
+    )
     args = parser.parse_args(argv)
 
     from benchmarks.model_scores import markdown
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         (folder / pretrained.CARD_FILE).write_text(render_card(content, config), encoding="utf-8")
         print(f"wrote {folder / pretrained.CARD_FILE}")
         return 0
-    shutil.copyfile(args.run / pretrained.WEIGHTS_FILE, folder / pretrained.WEIGHTS_FILE)
+    copy_weights(args.run / pretrained.WEIGHTS_FILE, folder / pretrained.WEIGHTS_FILE, args.weights_dtype)
     result = export_onnx(
         folder / pretrained.WEIGHTS_FILE,
         folder / pretrained.ONNX_FILE,
@@ -65,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     quantized = f"; int8 gate: {result.quantization.describe()}" if result.quantization else ""
     print(f"bundled {args.name} in {folder}{quantized}")
     return 0
+
+
+def copy_weights(source: Path, target: Path, dtype: str) -> None:
+    """The run's weights as they are (float32), or rounded to float16 with the same metadata."""
+    if dtype == "float32":
+        shutil.copyfile(source, target)
+        return
+    import torch
+
+    from vae_restore.models import load_model, read_metadata, save_model
+
+    save_model(load_model(source), target, metadata=read_metadata(source), dtype=getattr(torch, dtype))
 
 
 if __name__ == "__main__":

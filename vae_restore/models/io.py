@@ -46,11 +46,18 @@ def resolve_weights(path: str | os.PathLike) -> Path:
     return path
 
 
-def save_model(model: VAE, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write fp32 weights atomically (temporary name, then rename) with the preset in the metadata."""
+def save_model(
+    model: VAE,
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write weights atomically (temporary name, then rename) with the preset in the metadata.
+
+    Runs write fp32; a bundled model may be written in float16 to halve its size (it loads into fp32)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     meta = {"format": "pt", "preset": model.preset.name, "preset_config": json.dumps(model.preset.to_dict())}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     tmp = path.with_name(path.name + ".tmp")
