@@ -6,9 +6,11 @@
         --card_text configs/cards/general.json
 
 The first call copies the weights (with --weights_dtype float16, rounded to half their size) and exports the
-graph from the copy (with --quantize, quantised and gated) by the same code as `python -m export.onnx`. With --scores it writes the card instead: the run's card template filled with
---card_text (title, summary, datasets, commands, limitations, data terms) and the table rendered from the
-scores file, which is bundled beside it, so the card's figures are the scores file's.
+graph from the copy (with --quantize, quantised and gated) by the same code as `python -m export.onnx`.
+With --scores it writes the card instead: the run's card template filled with --card_text (title, summary,
+datasets, commands, limitations, data terms) and the table rendered from the scores file, which is bundled
+beside it, so the card's figures are the scores file's. The card names the bundled weights' sha256 too
+when they are not the run's file.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         content.evaluation = markdown(json.loads(args.scores.read_text()))
         shutil.copyfile(args.scores, folder / SCORES_FILE)
         config = json.loads((args.run / "config.json").read_text())
-        (folder / pretrained.CARD_FILE).write_text(render_card(content, config), encoding="utf-8")
+        card = render_card(content, config, bundled_weights=bundled_weights(folder / pretrained.WEIGHTS_FILE))
+        (folder / pretrained.CARD_FILE).write_text(card, encoding="utf-8")
         print(f"wrote {folder / pretrained.CARD_FILE}")
         return 0
     copy_weights(args.run / pretrained.WEIGHTS_FILE, folder / pretrained.WEIGHTS_FILE, args.weights_dtype)
@@ -83,6 +86,16 @@ def copy_weights(source: Path, target: Path, dtype: str) -> None:
     from vae_restore.models import load_model, read_metadata, save_model
 
     save_model(load_model(source), target, metadata=read_metadata(source), dtype=getattr(torch, dtype))
+
+
+def bundled_weights(path: Path) -> tuple[str, str]:
+    """(sha256, dtype) of bundled weights: the card names them when they are not the run's file."""
+    from safetensors.torch import load_file
+
+    from vae_restore.checksums import sha256_file
+
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in load_file(str(path)).values()})
+    return sha256_file(path), "/".join(dtypes)
 
 
 if __name__ == "__main__":

@@ -76,9 +76,12 @@ def _training_table(config: dict, run: dict) -> str:
     return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
-def _lineage(run: dict) -> str:
+def _lineage(run: dict, bundled_weights: tuple[str, str] | None = None) -> str:
     lineage = run.get("lineage") or {}
     lines = [f"- weights sha256: `{run.get('weights_sha256', 'not recorded')}`"]
+    if bundled_weights and bundled_weights[0] != run.get("weights_sha256"):
+        sha256, dtype = bundled_weights
+        lines.append(f"- bundled weights sha256: `{sha256}` (the run's weights stored as {dtype})")
     if lineage.get("parent"):
         lines.append(f"- started from `{lineage['parent']}` (sha256 `{lineage['parent_sha256']}`)")
     else:
@@ -86,12 +89,18 @@ def _lineage(run: dict) -> str:
     return "\n".join(lines)
 
 
-def render_card(content: CardContent, config: dict, validation: dict | None = None) -> str:
+def render_card(
+    content: CardContent,
+    config: dict,
+    validation: dict | None = None,
+    bundled_weights: tuple[str, str] | None = None,
+) -> str:
     """The card's markdown. `config` is a run's config.json (with its `run` summary); `validation` the last
-    validation's metrics with their `step`."""
+    validation's metrics with their `step`; `bundled_weights` (sha256, dtype) of a bundled copy of the weights,
+    named when it differs from the run's file."""
     run = config.get("run", {})
     parts = [_front_matter(content, config, run), f"# {content.title}", "", content.summary, ""]
-    parts += ["## Training", "", _training_table(config, run), "", "## Lineage", "", _lineage(run), ""]
+    parts += ["## Training", "", _training_table(config, run), "", "## Lineage", "", _lineage(run, bundled_weights), ""]
     if content.commands:
         parts += ["## Commands", "", "```bash", *content.commands, "```", ""]
     if validation:

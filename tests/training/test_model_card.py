@@ -50,3 +50,11 @@ def test_a_clear_run_without_parent_or_validation_says_so(tmp_path):
     card = write_run_card(tmp_path).read_text()
     assert "started from random weights" in card and "distortions" not in card and "Last validation" not in card
     assert "base_model_sha256" not in card and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bundled_weights_are_named_only_when_they_are_not_the_runs_file():
+    content = CardContent(title="aged", summary="Old photos.")
+    converted = render_card(content, run_config(), bundled_weights=("ef" * 32, "float16"))
+    assert f"- bundled weights sha256: `{'ef' * 32}` (the run's weights stored as float16)" in converted
+    same = render_card(content, run_config(), bundled_weights=("cd" * 32, "float32"))
+    assert "bundled weights" not in same and same == render_card(content, run_config())
