@@ -18,23 +18,35 @@ from vae_restore.image_scores import psnr
 
 NAME = pretrained.DEFAULT_MODEL
 FOLDER = pretrained.PRETRAINED_DIR / NAME
+BUNDLED = ["aged", "general"]
+
+
+def damaged_sample(distortion: str = "awgn25") -> tuple[np.ndarray, np.ndarray]:
+    """(damaged uint8, clear uint8): a 192×256 crop of the astronaut with a named distortion, seeded."""
+    clear = embedded_images()[0][1][64:256, 128:384]
+    planes = clear.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    damaged = distort(planes, distortion, 0)[0].transpose(1, 2, 0)
+    return np.rint(damaged * 255).astype(np.uint8), clear
 
 
 def noisy_sample() -> tuple[np.ndarray, np.ndarray]:
-    """(noisy uint8, clear uint8): a 192×256 crop of the astronaut with σ = 25 Gaussian noise, seeded."""
-    clear = embedded_images()[0][1][64:256, 128:384]
-    planes = clear.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-    noisy = distort(planes, "awgn25", 0)[0].transpose(1, 2, 0)
-    return np.rint(noisy * 255).astype(np.uint8), clear
+    """(noisy uint8, clear uint8): the astronaut crop with σ = 25 Gaussian noise."""
+    return damaged_sample("awgn25")
 
 
-def test_the_default_model_is_bundled_and_its_files_match_the_manifest():
-    assert NAME in pretrained.names() and pretrained.default_onnx() == FOLDER / "model.onnx"
-    manifest = json.loads((FOLDER / "model.onnx.json").read_text())
-    assert manifest["sha256"] == sha256_file(FOLDER / "model.onnx")
-    assert manifest["source"]["sha256"] == sha256_file(FOLDER / "model.safetensors")
+def test_the_bundled_models_fit_the_packages_budget():
+    assert pretrained.names() == BUNDLED and pretrained.default_onnx() == FOLDER / "model.onnx"
+    files = [f for name in BUNDLED for f in (pretrained.PRETRAINED_DIR / name).iterdir()]
+    assert sum(f.stat().st_size for f in files) < 25 * 2**20
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_each_bundled_models_files_match_its_manifest(name):
+    folder = pretrained.PRETRAINED_DIR / name
+    manifest = json.loads((folder / "model.onnx.json").read_text())
+    assert manifest["sha256"] == sha256_file(folder / "model.onnx")
+    assert manifest["source"]["sha256"] == sha256_file(folder / "model.safetensors")
     assert manifest["preset"]["name"] == "fullconv" and manifest["spatial"] == "dynamic"
-    assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 25 * 2**20
 
 
 def test_out_of_the_box_restoration_is_deterministic_and_beats_its_input():
@@ -45,6 +57,16 @@ def test_out_of_the_box_restoration_is_deterministic_and_beats_its_input():
     assert np.array_equal(first, second)
     gain = psnr(first / 255, clear / 255) - psnr(noisy / 255, clear / 255)
     assert gain >= 5.0, f"the bundled model gains only {gain:.2f} dB on a σ 25 sample"
+
+
+def test_the_aged_model_undoes_ageing_deterministically():
+    from vae_restore.inference import Restorer
+
+    aged, clear = damaged_sample("aged")
+    first, second = (Restorer("pretrained:aged", providers="cpu").restore(aged) for _ in range(2))
+    assert np.array_equal(first, second)
+    gain = psnr(first / 255, clear / 255) - psnr(aged / 255, clear / 255)
+    assert gain >= 3.0, f"the aged model gains only {gain:.2f} dB on an aged sample"
 
 
 def test_a_bundled_model_is_named_pretrained_name():
@@ -68,31 +90,35 @@ def test_restore_command_uses_the_bundled_model_without_torch(tmp_path):
     assert result.stdout.split()[-2:] == ["0", "False"] and (tmp_path / "out" / "photo.png").is_file()
 
 
-def test_the_card_shows_the_bundled_scores():
+@pytest.mark.parametrize("name", BUNDLED)
+def test_each_card_shows_its_models_scores(name):
     from benchmarks.model_scores import markdown
 
-    scores = json.loads((FOLDER / "scores.json").read_text())
-    card = (FOLDER / "README.md").read_text()
-    assert scores["model_sha256"] == json.loads((FOLDER / "model.onnx.json").read_text())["sha256"]
+    folder = pretrained.PRETRAINED_DIR / name
+    scores = json.loads((folder / "scores.json").read_text())
+    card = (folder / "README.md").read_text()
+    assert scores["model_sha256"] == json.loads((folder / "model.onnx.json").read_text())["sha256"]
     assert markdown(scores).strip() in card and card.startswith("---\nlicense: mit\n")
-    assert pretrained.card_summary(NAME).startswith("A fully convolutional VAE")
+    assert pretrained.card_summary(name).startswith("A fully convolutional VAE")
 
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not (SHARED_DATA / "val_photos").is_dir(), reason="needs ../shared/data/val_photos")
-def test_the_cards_awgn25_figure_is_what_its_evaluation_command_prints(tmp_path):
+@pytest.mark.parametrize("name, distortion", [("general", "awgn25"), ("aged", "aged")])
+def test_a_cards_figure_is_what_its_evaluation_command_prints(tmp_path, name, distortion):
     from benchmarks.model_scores import MODEL, ScoreOptions, score_model
 
+    folder = pretrained.PRETRAINED_DIR / name
     options = ScoreOptions(
-        model=FOLDER / "model.onnx",
+        model=folder / "model.onnx",
         train_data=SHARED_DATA / "train_photos",
         val_data=SHARED_DATA / "val_photos",
         art=None,
         work=tmp_path,
         baselines=[],
-        distortions=("awgn25",),
+        distortions=(distortion,),
     )
-    again = score_model(options)["columns"]["photos:awgn25"][MODEL]
-    bundled = json.loads((FOLDER / "scores.json").read_text())["columns"]["photos:awgn25"][MODEL]
+    again = score_model(options)["columns"][f"photos:{distortion}"][MODEL]
+    bundled = json.loads((folder / "scores.json").read_text())["columns"][f"photos:{distortion}"][MODEL]
     # onnxruntime's float kernels round differently on other x86 instruction sets; the card prints 2 decimals
     assert again == pytest.approx(bundled, abs=5e-3)
