@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..config import DistortionConfig
 from . import artwork, blur, jpeg, noise, resample
+from .named import chain
 from .sampling import device_constant
 
 Distortion = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -28,24 +29,13 @@ def _bind(fn, bounds) -> Distortion:
     return lambda x, generator: fn(x, bounds, generator)
 
 
-def _together(*steps: Distortion) -> Distortion:
-    """Damage that comes together: every step on the same images, in order."""
-
-    def apply(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for step in steps:
-            x = step(x, generator)
-        return x
-
-    return apply
-
-
 def distortions_from_config(config: DistortionConfig, noise_sigma: tuple[float, float]) -> dict[str, Distortion]:
     """Every distortion by name, in application order, with its parameter range from the config."""
     c = config
     fading, yellowing = _bind(artwork.fading, c.fade_amount), _bind(artwork.yellowing, c.yellowing_strength)
     scratches, dust = _bind(artwork.scratches, c.scratch_count), _bind(artwork.dust, c.dust_density)
     return {
-        "aging": _together(fading, yellowing, scratches, dust),
+        "aging": chain(fading, yellowing, scratches, dust),  # damage that comes together
         "fading": fading,
         "yellowing": yellowing,
         "color_cast": _bind(artwork.color_cast, c.cast_strength),
