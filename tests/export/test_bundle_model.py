@@ -37,6 +37,7 @@ def test_float32_weights_are_bundled_byte_for_byte(tmp_path):
     assert sha256_file(tmp_path / "copy.safetensors") == sha256_file(tmp_path / "run" / "model.safetensors")
 
 
+@pytest.mark.slow  # an export with its parity checks
 def test_float16_weights_are_half_the_runs_and_the_graph_is_exported_from_them(tmp_path, monkeypatch):
     run = tmp_path / "run"
     model = saved_run(run)
