@@ -40,6 +40,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def launch_module(name: str):
+    """launch/NAME.py loaded as the script file it is (launch/ is not a package): its module, for `main`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 LAUNCH_COMMON = ("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
 ONE_PROCESS_LAUNCH = ("--cpu", "--num_processes", "1", *LAUNCH_COMMON)
 

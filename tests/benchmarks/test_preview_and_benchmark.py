@@ -12,7 +12,7 @@ from vae_restore.config import DistortionConfig
 from vae_restore.distortions import distortions_from_config
 from vae_restore.distortions.preview import LABEL_HEIGHT, preview_grid
 
-from ..conftest import REPO, subprocess_env, write_images
+from ..conftest import REPO, launch_module, subprocess_env, write_images
 
 
 def test_preview_grid_has_a_labelled_column_per_distortion_and_a_row_per_image(tmp_path):
@@ -75,16 +75,6 @@ def test_benchmark_script_prints_a_table(tmp_path):
     assert "2 images decoded" in out
 
 
-def launch_main(name: str):
-    """launch/NAME's `main`, loaded as the script file it is."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"launch_{name}", REPO / "launch" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 @pytest.mark.parametrize(
     "script, args, message",
     [
@@ -104,7 +94,7 @@ def launch_main(name: str):
 def test_benchmark_scripts_refuse_bad_arguments_before_any_work(script, args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
-        launch_main(script)(args)
+        launch_module(script).main(args)
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,18 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import launch_module
 from vae_restore import pretrained
 from vae_restore.checksums import sha256_file
 from vae_restore.models import VAE, get_preset, load_model, read_metadata, save_model
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def bundle_script():
-    spec = importlib.util.spec_from_file_location("launch_bundle_model", REPO / "launch" / "bundle_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def saved_run(folder: Path) -> VAE:
@@ -33,7 +24,8 @@ def saved_run(folder: Path) -> VAE:
 
 def test_float32_weights_are_bundled_byte_for_byte(tmp_path):
     saved_run(tmp_path / "run")
-    bundle_script().copy_weights(tmp_path / "run" / "model.safetensors", tmp_path / "copy.safetensors", "float32")
+    run_weights = tmp_path / "run" / "model.safetensors"
+    launch_module("bundle_model").copy_weights(run_weights, tmp_path / "copy.safetensors", "float32")
     assert sha256_file(tmp_path / "copy.safetensors") == sha256_file(tmp_path / "run" / "model.safetensors")
 
 
@@ -43,7 +35,7 @@ def test_float16_weights_are_half_the_runs_and_the_graph_is_exported_from_them(t
     model = saved_run(run)
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
 
-    assert bundle_script().main(["--run", str(run), "--name", "demo", "--weights_dtype", "float16"]) == 0
+    assert launch_module("bundle_model").main(["--run", str(run), "--name", "demo", "--weights_dtype", "float16"]) == 0
 
     folder = tmp_path / "pretrained" / "demo"
     weights = folder / pretrained.WEIGHTS_FILE
