@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 
 from .config import STAGES, Config
-from .config_io import build_config, hints, sections
+from .config_io import build_config, coerce_value, hints, sections
 from .errors import ConfigError
 
 
@@ -54,6 +54,27 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 metavar="V" if nargs else f.name.upper(),
                 help=f"{about} ({section}.{f.name}{default})".lstrip(),
             )
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field of a small flat config (a command's own, such as the detector's), documented the same way."""
+    comments, types_ = field_comments(cls), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = types_[f.name]
+        nargs = len(typing.get_args(hint)) if typing.get_origin(hint) is tuple else None
+        parser.add_argument(
+            f"--{f.name}",
+            default=argparse.SUPPRESS,
+            nargs=nargs,
+            metavar="V" if nargs else f.name.upper(),
+            help=f"{comments.get(f.name, '')} (default: {f.default!r})".lstrip(),
+        )
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace):
+    """`cls` from the flags that were given (the others keep their defaults), each coerced to its field's type."""
+    types_ = typing.get_type_hints(cls)
+    return cls(**{k: coerce_value(v, types_[k], k) for k, v in vars(args).items() if k in types_})
 
 
 def stage_yaml(configs: str | Path, stage: str) -> Path:

@@ -37,7 +37,7 @@ def hints(section: str) -> dict[str, Any]:
     return typing.get_type_hints(sections()[section])
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
+def coerce_value(value: Any, hint: Any, key: str) -> Any:
     """Turn YAML or command-line values into the annotated type, with an error that names the key.
 
     Strings (the command line, quoted YAML) are parsed; other YAML types must already fit, so that a YAML
@@ -47,13 +47,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
-        return _coerce(value, next(a for a in args if a is not type(None)), key)
+        return coerce_value(value, next(a for a in args if a is not type(None)), key)
     try:
         if origin is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             if len(items) != len(args):
                 raise ValueError(f"expected {len(args)} values")
-            return tuple(_coerce(v, a, key) for v, a in zip(items, args, strict=True))
+            return tuple(coerce_value(v, a, key) for v, a in zip(items, args, strict=True))
         if hint is bool:
             if isinstance(value, str):
                 return true_or_false(value)
@@ -81,7 +81,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
         if leaf not in owner or ("." in key and key.split(".")[0] != owner[leaf]):
             raise ConfigError(f"unknown config key {key!r}")
         section = owner[leaf]
-        setattr(getattr(config, section), leaf, _coerce(value, hints(section)[leaf], key))
+        setattr(getattr(config, section), leaf, coerce_value(value, hints(section)[leaf], key))
     return config
 
 
