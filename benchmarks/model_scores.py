@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmarks.quality_data import prepare_data
 from benchmarks.quality_eval import TABLE_METRICS, Case, Column, cached_score, load_case
+from vae_restore.checksums import sha256_file
 from vae_restore.distortions.named import NAMED_DISTORTIONS
 from vae_restore.evaluation.baselines import BASELINES, check_baselines
 
@@ -43,10 +44,18 @@ def columns(options: ScoreOptions, datasets: list[str]) -> list[Column]:
 
 
 def model_restore(path: Path):
+    """(restore function, what identifies the model): its graph's sha256; under pretrained:auto, the rule too."""
     from vae_restore.inference import Restorer
 
     restorer = Restorer(path, providers="cpu")
-    return lambda image: restorer.restore(image.astype("float32")).astype("float64"), restorer.manifest
+    identity = {"model_sha256": restorer.manifest.get("sha256")}
+    if restorer.router:
+        identity["routing"] = {
+            **restorer.rule.to_dict(),
+            "detector_sha256": sha256_file(restorer.rule.detector),
+            "models_sha256": {name: r.manifest.get("sha256") for name, r in restorer.routed.items()},
+        }
+    return lambda image: restorer.restore(image.astype("float32")).astype("float64"), identity
 
 
 def score_model(options: ScoreOptions) -> dict:
@@ -58,7 +67,7 @@ def score_model(options: ScoreOptions) -> dict:
         for c in columns(options, list(data.eval_sets))
     }
     cache = options.work / "cache"
-    restore, manifest = model_restore(options.model) if options.model else (None, {})
+    restore, identity = model_restore(options.model) if options.model else (None, {"model_sha256": None})
     table: dict[str, dict[str, dict[str, float] | None]] = {}
     for label, case in cases.items():
         row: dict[str, dict[str, float] | None] = {INPUT: cached_score(lambda x: x, case, INPUT, cache)}
@@ -70,7 +79,7 @@ def score_model(options: ScoreOptions) -> dict:
         table[label] = row
         print(f"[scores] {label}: " + ", ".join(f"{m} {s['psnr']:.2f}" for m, s in row.items() if s), flush=True)
     images = {name: len(next(c for c in cases.values() if c.column.dataset == name).names) for name in data.eval_sets}
-    return {"columns": table, "images": images, "model_sha256": manifest.get("sha256"), "seed": options.seed}
+    return {"columns": table, "images": images, **identity, "seed": options.seed}
 
 
 def markdown(result: dict) -> str:

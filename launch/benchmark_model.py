@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     from vae_restore.evaluation.baselines import parse_baselines
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="an exported .onnx (default: baselines only)")
+    parser.add_argument(
+        "--model", type=Path, help="an exported .onnx, or pretrained:NAME such as pretrained:auto (default: baselines)"
+    )
     parser.add_argument(
         "--train_data", type=Path, default=SHARED / "train_photos", help="default ../shared/data/train_photos"
     )

@@ -3,6 +3,10 @@
     from vae_restore.inference import Restorer
     restorer = Restorer("model.onnx")        # verifies model.onnx.json, picks CUDA then CPU
     out = restorer.restore(image)            # H×W×3 uint8 (or float in [0, 1], PIL image, path) -> same size
+    Restorer()                               # the bundled default, pretrained:auto: a model chosen per image
+
+`pretrained:auto` asks the bundled damage detector (`vae_restore.routing`) which bundled model suits each
+image; every model it can choose is loaded once, up front.
 
 Images are cut into overlapping tiles blended with smooth weights by `vae_restore.tiling` (the same code
 PyTorch evaluation uses), and the tiles go through the session in batches, so memory stays bounded. A
@@ -66,6 +70,27 @@ def requested_providers(providers: str | Sequence[str], available: Sequence[str]
     return list(providers)
 
 
+def open_session(path: Path, providers: str | Sequence[str], threads: int | None):
+    """An onnxruntime session on `path` with quiet logs; CUDA falls back to CPU silently (callers check)."""
+    ort = _import_onnxruntime()
+    wanted = requested_providers(providers, ort.get_available_providers())
+    options = ort.SessionOptions()
+    options.log_severity_level = QUIET
+    if threads:
+        options.intra_op_num_threads = threads
+    if CUDA in wanted:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* wheels, when installed
+                ort.preload_dlls()
+    ort.set_default_logger_severity(SILENT if CUDA in wanted else QUIET)
+    try:
+        return ort.InferenceSession(str(path), options, providers=wanted)
+    except Exception as e:  # onnxruntime's own error types derive from Exception only
+        raise InferenceError(f"onnxruntime cannot load {path}: {e}") from None
+    finally:
+        ort.set_default_logger_severity(QUIET)
+
+
 def as_float_image(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
     """(H×W×3 float32 in [0, 1], whether the caller gets uint8 back), or a ValueError that says what is wrong.
 
@@ -114,7 +139,8 @@ class Restorer:
 
     Args:
         path: an exported `model.onnx` (the restoration path), with its manifest beside it; `pretrained:NAME`:
-            a bundled model; None: the bundled default model (`vae_restore.pretrained`).
+            a bundled model; `pretrained:auto` or None: the bundled default, which routes each image to the
+            bundled model for its damage (`vae_restore.routing`).
         providers: `auto`, `cpu`, `cuda`, or onnxruntime provider names.
         batch_size: tiles per session call.
         overlap: pixels shared by neighbouring tiles.
@@ -126,8 +152,8 @@ class Restorer:
         tile: fully convolutional exports: the tile side above `max_whole_pixels`.
 
     Raises:
-        CheckpointError: no model at `path` (or none bundled), it does not match its manifest, or it is not a
-            restoration export.
+        CheckpointError: no model at `path` (or none bundled), it does not match its manifest, it is not a
+            restoration export, or (auto) the routing rule or its detector is missing or damaged.
         InferenceError: onnxruntime cannot load the model (or, in `restore`, fails on a batch).
         ValueError: a setting that is not a positive whole number, or an overlap the tile cannot take.
     """
@@ -144,12 +170,15 @@ class Restorer:
         max_whole_pixels: int = MAX_WHOLE_PIXELS,
         tile: int | None = None,
     ):
-        from .pretrained import default_onnx, resolve_onnx
+        from .pretrained import AUTO, PREFIX, default_model, resolve_onnx, routing_rule
 
-        path = default_onnx() if path is None else resolve_onnx(path)
-        if path is None:
+        spec = default_model() if path is None else path
+        if spec is None:
             raise CheckpointError("no model given and none is bundled: pass a model.onnx from `python -m export.onnx`")
-        self.path = Path(path)
+        self.rule = routing_rule() if str(spec) == PREFIX + AUTO else None
+        self.path = Path(resolve_onnx(PREFIX + self.rule.otherwise if self.rule else spec))
+        named = self.rule or str(spec).startswith(PREFIX)
+        self.name = self.path.parent.name if named else self.path.name  # what restore_named reports
         if not self.path.is_file():
             raise CheckpointError(f"no ONNX model at {self.path}; export one with `python -m export.onnx`")
         for name, value, optional in (
@@ -174,7 +203,7 @@ class Restorer:
             )
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        self.session = self._open_session(providers, threads)
+        self.session = open_session(self.path, providers, threads)
         self.providers = self.session.get_providers()
         self.provider = self.providers[0]
         if isinstance(providers, str) and providers.lower() == "cuda" and self.provider != CUDA:
@@ -189,6 +218,18 @@ class Restorer:
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
         self.geometry = self._geometry(model_input.shape, overlap, max_whole_pixels, tile)
         self.tile, self.overlap, self.multiple = self.geometry.tile, self.geometry.overlap, self.geometry.multiple
+        self.router, self.routed = None, {self.name: self}
+        if self.rule:
+            from .routing import Router
+
+            self.router = Router(self.rule, providers, threads, verify)
+            settings = (providers, batch_size, overlap, threads, verify, max_pixels, max_whole_pixels, tile)
+            for name in self.rule.models()[1:]:
+                self.routed[name] = Restorer(PREFIX + name, *settings)
+
+    def describe(self) -> str:
+        """What restores: the graph's path, or `pretrained:auto` and its rule."""
+        return f"pretrained:auto ({self.rule.describe()})" if self.rule else str(self.path)
 
     def _geometry(self, shape: list, overlap: int | None, max_whole_pixels: int, tile: int | None) -> Geometry:
         """Fixed tiles from a T×T graph; whole images and aligned tiles from a dynamic-H×W one, whose multiple
@@ -217,25 +258,6 @@ class Restorer:
             )
         return inputs[0]
 
-    def _open_session(self, providers: str | Sequence[str], threads: int | None):
-        ort = _import_onnxruntime()
-        wanted = requested_providers(providers, ort.get_available_providers())
-        options = ort.SessionOptions()
-        options.log_severity_level = QUIET
-        if threads:
-            options.intra_op_num_threads = threads
-        if CUDA in wanted:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from pip's nvidia-* wheels, when installed
-                    ort.preload_dlls()
-        ort.set_default_logger_severity(SILENT if CUDA in wanted else QUIET)
-        try:
-            return ort.InferenceSession(str(self.path), options, providers=wanted)
-        except Exception as e:  # onnxruntime's own error types derive from Exception only
-            raise InferenceError(f"onnxruntime cannot load {self.path}: {e}") from None
-        finally:
-            ort.set_default_logger_severity(QUIET)
-
     def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
         """N×3×T×T float32 in [0, 1] (or one whole padded image) -> restored, one session call."""
         try:
@@ -251,6 +273,11 @@ class Restorer:
 
     def restore(self, image: ImageLike) -> np.ndarray:
         """Restore an H×W×3 image of any size; uint8 (and PIL / path) input gives uint8, float gives float32."""
+        return self.restore_named(image)[0]
+
+    def restore_named(self, image: ImageLike) -> tuple[np.ndarray, str]:
+        """`restore`, and the name of the model that restored the image (the router's choice under auto)."""
         pixels, integer = as_float_image(image, self.max_pixels)
-        restored = restore(pixels, self.run_tiles, self.geometry, self.batch_size)
-        return to_uint8(restored) if integer else restored
+        chosen = self.routed[self.router.choose(pixels)] if self.router else self
+        restored = restore(pixels, chosen.run_tiles, chosen.geometry, self.batch_size)
+        return (to_uint8(restored) if integer else restored), chosen.name

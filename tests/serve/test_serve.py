@@ -75,6 +75,7 @@ def test_health_readiness_and_the_manifest(client, model_path):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert (ready["status"], ready["sha256"], ready["preset"]) == ("ready", manifest["sha256"], "original")
+    assert ready["model"] == str(model_path)
     assert ready["providers"] == ["CPUExecutionProvider"] and (ready["running"], ready["queued"]) == (0, 0)
     assert client.get("/v1/model").json() == manifest
     schema = client.get("/openapi.json").json()["paths"]
@@ -97,6 +98,7 @@ def test_restore_gives_the_bytes_of_the_restore_command(client, model_path, tmp_
         assert (
             answer.headers["x-model-sha256"] == sha256 and f'filename="{name}"' in answer.headers["content-disposition"]
         )
+        assert answer.headers["x-model"] == model_path.name
         raw = client.post("/v1/restore", content=source.read_bytes(), headers={"content-type": kind})
         assert raw.status_code == 200 and raw.content == expected, "a raw body is named by its format"
     with Image.open(io.BytesIO(client.post("/v1/restore", content=photo.read_bytes()).content)) as out:
@@ -175,7 +177,7 @@ def test_an_unexpected_failure_is_a_json_500(restorer, monkeypatch):
     def broken(self, image):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(Restorer, "restore", broken)
+    monkeypatch.setattr(Restorer, "restore_named", broken)
     client = TestClient(create_app(restorer), raise_server_exceptions=False)
     answer = client.post("/v1/restore", content=png_bytes((16, 16)))
     assert answer.status_code == 500 and "RuntimeError" in answer.json()["error"]
@@ -184,14 +186,14 @@ def test_an_unexpected_failure_is_a_json_500(restorer, monkeypatch):
 def test_a_full_queue_answers_503_with_retry_after(restorer, monkeypatch):
     """One restoration running and one waiting fill max_concurrency 1 + max_queue 1: the third is refused."""
     release, started = threading.Event(), threading.Semaphore(0)
-    restore = Restorer.restore
+    restore = Restorer.restore_named
 
     def held(self, image):
         started.release()
         assert release.wait(TIMEOUT)
         return restore(self, image)
 
-    monkeypatch.setattr(Restorer, "restore", held)
+    monkeypatch.setattr(Restorer, "restore_named", held)
     image = png_bytes((32, 32))
     with make_client(restorer) as client, ThreadPoolExecutor(2) as pool:
         first = pool.submit(client.post, "/v1/restore", content=image)
@@ -228,7 +230,7 @@ def test_uploads_are_never_written_to_disk(client, monkeypatch):
 def test_serve_without_a_model_says_that_model_is_needed(monkeypatch, capsys):
     import vae_restore.pretrained
 
-    monkeypatch.setattr(vae_restore.pretrained, "default_onnx", lambda: None)
+    monkeypatch.setattr(vae_restore.pretrained, "default_model", lambda: None)
     assert main(["serve"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: ") and "--model" in err
@@ -239,7 +241,7 @@ def test_serve_uses_the_bundled_model_without_model(monkeypatch, model_path):
     from vae_restore.cli import build_parser
     from vae_restore.commands.serve import model_file
 
-    monkeypatch.setattr(vae_restore.pretrained, "default_onnx", lambda: model_path)
+    monkeypatch.setattr(vae_restore.pretrained, "default_model", lambda: model_path)
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port, model_file(args)) == ("127.0.0.1", 8000, model_path)
     assert model_file(build_parser().parse_args(["serve", "--model", "other.onnx"])).name == "other.onnx"

@@ -31,7 +31,8 @@ def bundle(tmp_path, monkeypatch):
 def test_names_paths_and_card_summary(bundle, tmp_path):
     (tmp_path / "weights_only").mkdir()  # a folder without a graph is not a bundled model
     assert pretrained.names() == ["demo"]
-    assert pretrained.onnx_path("demo") == bundle / "model.onnx" == pretrained.default_onnx()
+    assert pretrained.onnx_path("demo") == bundle / "model.onnx"
+    assert pretrained.available() == ["demo"] and pretrained.default_model() == "pretrained:demo"
     assert pretrained.card_summary("demo") == "Restores noisy photos."
     assert pretrained.resolve_weights("pretrained:demo") == str(bundle / "model.safetensors")
     assert pretrained.resolve_weights("runs/clear") == "runs/clear"
@@ -43,7 +44,7 @@ def test_names_paths_and_card_summary(bundle, tmp_path):
 
 def test_no_default_model_when_none_is_bundled(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
-    assert pretrained.names() == [] and pretrained.default_onnx() is None
+    assert pretrained.names() == [] and pretrained.default_model() is None
 
 
 @pytest.mark.parametrize("stage", ["clear", "distorted"])

@@ -12,6 +12,7 @@ import argparse
 import glob
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        help="model.onnx from `python -m export.onnx`, or pretrained:NAME (`vae-restore models`; default: general)",
+        help="model.onnx from `python -m export.onnx`, or pretrained:NAME (`vae-restore models`; default: "
+        "pretrained:auto, which picks the bundled model for each image's damage)",
     )
     parser.add_argument("--output", required=True, type=Path, help="folder for the restored images")
     parser.add_argument(
@@ -162,13 +164,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"restoring {len(jobs)} image(s) with {restorer.path} on {restorer.provider}", file=sys.stderr)
-    start, done = time.perf_counter(), 0
+    print(f"restoring {len(jobs)} image(s) with {restorer.describe()} on {restorer.provider}", file=sys.stderr)
+    start, done, used = time.perf_counter(), 0, Counter()
     for job in progress(jobs):
         try:
-            restored = restorer.restore(job.source)
+            restored, model = restorer.restore_named(job.source)
             save_rgb(restored, job.target, job.source, args.max_pixels)
             done += 1
+            used[model] += 1
             if args.reference is not None:
                 print(score_line(job.source, restored, args.reference, args.max_pixels))
         except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one bad file must not stop the rest
@@ -176,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {failures[-1]}", file=sys.stderr)
     seconds = time.perf_counter() - start
     print(f"restored {done} of {done + len(failures)} into {args.output} in {seconds:.1f} s ({restorer.provider})")
+    if restorer.router:
+        print("  by model: " + ", ".join(f"{name} {count}" for name, count in used.most_common()))
     for failure in failures:
         print(f"  failed: {failure}")
     return 1 if failures else 0

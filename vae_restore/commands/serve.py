@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        help="model.onnx from `python -m export.onnx`, or pretrained:NAME (`vae-restore models`; default: general)",
+        help="model.onnx from `python -m export.onnx`, or pretrained:NAME (`vae-restore models`; default: "
+        "pretrained:auto, which picks the bundled model for each image's damage)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -73,11 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log_level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
 
-def model_file(args: argparse.Namespace) -> Path | None:
-    """--model, else the bundled default model, else None."""
-    from ..pretrained import default_onnx
+def model_file(args: argparse.Namespace) -> Path | str | None:
+    """--model, else the bundled default (`pretrained:auto`), else None."""
+    from ..pretrained import default_model
 
-    return args.model or default_onnx()
+    return args.model or default_model()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(
-        f"serving {restorer.path} on {restorer.provider} ({limits.max_concurrency} at once, "
+        f"serving {restorer.describe()} on {restorer.provider} ({limits.max_concurrency} at once, "
         f"{threads} intra-op thread(s) each) at http://{args.host}:{args.port}/",
         file=sys.stderr,
         flush=True,

@@ -59,6 +59,7 @@ def create_app(restorer: Restorer, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     admission = Admission(limits)
     sha256 = restorer.manifest.get("sha256") or sha256_file(restorer.path)
+    shas = {name: r.manifest.get("sha256") or sha256_file(r.path) for name, r in restorer.routed.items()}
     preset = (restorer.manifest.get("preset") or {}).get("name")
     app = FastAPI(
         title="vae-restore",
@@ -95,6 +96,7 @@ def create_app(restorer: Restorer, limits: Limits | None = None) -> FastAPI:
             "status": "ready",
             "sha256": sha256,
             "preset": preset,
+            "model": restorer.describe(),
             "providers": restorer.providers,
             "running": admission.running,
             "queued": admission.waiting,
@@ -132,7 +134,11 @@ def create_app(restorer: Restorer, limits: Limits | None = None) -> FastAPI:
         return Response(
             result.content,
             media_type=result.media_type,
-            headers={"X-Model-Sha256": sha256, "Content-Disposition": result.disposition},
+            headers={
+                "X-Model": result.model,
+                "X-Model-Sha256": shas[result.model],
+                "Content-Disposition": result.disposition,
+            },
         )
 
     add_page(app)

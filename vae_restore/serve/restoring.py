@@ -31,6 +31,7 @@ class Restored:
     content: bytes
     media_type: str
     filename: str
+    model: str  # the model that restored it (under pretrained:auto, the router's choice)
 
     @property
     def disposition(self) -> str:
@@ -110,10 +111,10 @@ def restore_upload(restorer: Restorer, data: bytes, filename: str | None, max_pi
         raise Refused(400, f"{e}") from None
     name = output_name(filename, data)
     try:
-        restored = restorer.restore(pixels)
+        restored, model = restorer.restore_named(pixels)
     except InferenceError as e:
         raise Refused(500, str(e)) from None
     format_name = writable_format(name)
     buffer = io.BytesIO()
     write_rgb(restored, buffer, format_name, io.BytesIO(data), max_pixels)
-    return Restored(buffer.getvalue(), Image.MIME.get(format_name, "application/octet-stream"), name.name)
+    return Restored(buffer.getvalue(), Image.MIME.get(format_name, "application/octet-stream"), name.name, model)

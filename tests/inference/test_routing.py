@@ -1,0 +1,120 @@
+"""`pretrained:auto`: a damage detector picks the bundled model per image, in Restorer, `restore` and `serve`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vae_restore import pretrained
+from vae_restore.cli import main
+from vae_restore.errors import CheckpointError
+from vae_restore.export.detector_export import DETECTOR_FILE, export_detector
+from vae_restore.models.damage_detector_arch import DamageDetector
+from vae_restore.routing import RULE_FILE, centre_crop
+
+BUNDLED = pretrained.PRETRAINED_DIR
+
+
+@pytest.fixture(scope="module")
+def even_detector(tmp_path_factory):
+    """A detector graph that gives every group 0.5 on every image: a rule's threshold alone decides."""
+    model = DamageDetector(width=4)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    return export_detector(model, tmp_path_factory.mktemp("detector"))
+
+
+def install(root, detector, above: float, otherwise: str = "general") -> None:
+    """A registry at `root`: the bundled `general` and `aged`, and a router that sends aging > `above` to aged."""
+    for name in ("general", "aged"):
+        if not (root / name).exists():
+            shutil.copytree(BUNDLED / name, root / name)
+    router = root / pretrained.ROUTER
+    router.mkdir(exist_ok=True)
+    for source in (detector, detector.with_name(detector.name + ".json")):
+        shutil.copyfile(source, router / source.name)
+    rule = {"detector": DETECTOR_FILE, "routes": [{"group": "aging", "above": above, "model": "aged"}]}
+    (router / RULE_FILE).write_text(json.dumps({**rule, "otherwise": otherwise, "max_side": 64}))
+
+
+@pytest.fixture()
+def registry(tmp_path, monkeypatch, even_detector):
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    return tmp_path
+
+
+def sample() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(("above", "chosen"), [(0.4, "aged"), (0.6, "general")])
+def test_auto_restores_with_the_model_its_rule_picks(registry, even_detector, above, chosen):
+    from vae_restore.inference import Restorer
+
+    install(registry, even_detector, above)
+    auto = Restorer(providers="cpu")
+    assert pretrained.available() == ["aged", "general", "auto"] and auto.rule is not None
+    restored, name = auto.restore_named(sample())
+    assert name == chosen and auto.describe() == "pretrained:auto (aged where aging > 0.4; otherwise general)".replace(
+        "0.4", f"{above:g}"
+    )
+    assert np.array_equal(restored, Restorer(f"pretrained:{chosen}", providers="cpu").restore(sample()))
+    tiny = sample()[:6, :6]  # below the detector's 8 pixels: the `otherwise` model, not an error
+    assert auto.restore_named(tiny)[1] == "general"
+
+
+def test_restore_command_reports_which_model_restored_each_image(registry, even_detector, tmp_path, capsys):
+    from PIL import Image
+
+    install(registry, even_detector, 0.4)
+    Image.fromarray(sample()).save(tmp_path / "a.png")
+    assert main(["restore", str(tmp_path / "a.png"), "--output", str(tmp_path / "out"), "--providers", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "with pretrained:auto (aged where aging > 0.4; otherwise general)" in captured.err
+    assert "by model: aged 1" in captured.out and (tmp_path / "out" / "a.png").is_file()
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("auto (default): each image restored by the model its damage calls for (aged where")
+
+
+def test_a_damaged_router_is_refused_with_its_file_named(registry, even_detector):
+    from vae_restore.inference import Restorer
+
+    install(registry, even_detector, 0.5)
+    router = registry / pretrained.ROUTER
+    (router / DETECTOR_FILE).write_bytes((router / DETECTOR_FILE).read_bytes() + b"\0")
+    with pytest.raises(CheckpointError, match="detector.onnx: sha256 .* does not match"):
+        Restorer(providers="cpu")
+    (router / RULE_FILE).write_text('{"detector": "detector.onnx"}')
+    with pytest.raises(CheckpointError, match="router.json: not a readable routing rule"):
+        Restorer(providers="cpu")
+
+
+def test_a_rule_needs_a_group_its_detector_scores(registry, even_detector):
+    from vae_restore.inference import Restorer
+
+    install(registry, even_detector, 0.5)
+    rule_file = registry / pretrained.ROUTER / RULE_FILE
+    rule = json.loads(rule_file.read_text())
+    rule["routes"][0]["group"] = "moths"
+    rule_file.write_text(json.dumps(rule))
+    with pytest.raises(CheckpointError, match="not \\['moths'\\] which its rule routes on"):
+        Restorer(providers="cpu")
+
+
+def test_auto_is_not_a_model_to_fine_tune_from(registry, even_detector):
+    install(registry, even_detector, 0.5)
+    with pytest.raises(CheckpointError, match="pretrained:auto routes each image to one of aged, general"):
+        pretrained.resolve_weights("pretrained:auto")
+
+
+def test_the_detector_sees_a_bounded_centre_crop():
+    image = np.zeros((3000, 41, 3), dtype=np.float32)
+    assert centre_crop(image, 1024).shape == (1024, 41, 3)
+    assert np.shares_memory(centre_crop(image, 1024), image)
+    assert centre_crop(image[:10, :10], 1024).shape == (10, 10, 3)
