@@ -1,4 +1,4 @@
-"""The model that ships in the package: intact files, a real restoration out of the box, a card that tells the truth."""
+"""The models that ship in the package: intact files, a real restoration out of the box, cards that tell the truth."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from vae_restore.data.embedded import embedded_images
 from vae_restore.export.quantize import distort
 from vae_restore.image_scores import psnr
 
-NAME = pretrained.DEFAULT_MODEL
+NAME = "general"
 FOLDER = pretrained.PRETRAINED_DIR / NAME
 BUNDLED = ["aged", "general"]
+ROUTER = pretrained.PRETRAINED_DIR / pretrained.ROUTER
 
 
 def damaged_sample(distortion: str = "awgn25") -> tuple[np.ndarray, np.ndarray]:
@@ -35,9 +36,9 @@ def noisy_sample() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_bundled_models_fit_the_packages_budget():
-    assert pretrained.names() == BUNDLED and pretrained.default_onnx() == FOLDER / "model.onnx"
-    files = [f for name in BUNDLED for f in (pretrained.PRETRAINED_DIR / name).iterdir()]
-    assert sum(f.stat().st_size for f in files) < 25 * 2**20
+    assert pretrained.available() == [*BUNDLED, "auto"] and pretrained.default_model() == "pretrained:auto"
+    files = [f for name in [*BUNDLED, pretrained.ROUTER] for f in (pretrained.PRETRAINED_DIR / name).iterdir()]
+    assert sum(f.stat().st_size for f in files) < 25_000_000
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -49,17 +50,24 @@ def test_each_bundled_models_files_match_its_manifest(name):
     assert manifest["preset"]["name"] == "fullconv" and manifest["spatial"] == "dynamic"
 
 
+def test_the_routers_files_match_its_manifest_and_name_bundled_models():
+    manifest = json.loads((ROUTER / "detector.onnx.json").read_text())
+    assert manifest["sha256"] == sha256_file(ROUTER / "detector.onnx") and "aging" in manifest["groups"]
+    rule = pretrained.routing_rule()
+    assert set(rule.models()) == set(BUNDLED) and rule.otherwise == "general"
+
+
 def test_out_of_the_box_restoration_is_deterministic_and_beats_its_input():
     from vae_restore.inference import Restorer
 
     noisy, clear = noisy_sample()
-    first, second = Restorer(providers="cpu").restore(noisy), Restorer(providers="cpu").restore(noisy)
-    assert np.array_equal(first, second)
+    (first, model), second = Restorer(providers="cpu").restore_named(noisy), Restorer(providers="cpu").restore(noisy)
+    assert np.array_equal(first, second) and model == "general"
     gain = psnr(first / 255, clear / 255) - psnr(noisy / 255, clear / 255)
     assert gain >= 5.0, f"the bundled model gains only {gain:.2f} dB on a σ 25 sample"
 
 
-def test_the_aged_model_undoes_ageing_deterministically():
+def test_an_aged_image_goes_to_the_aged_model_which_undoes_ageing():
     from vae_restore.inference import Restorer
 
     aged, clear = damaged_sample("aged")
@@ -67,6 +75,8 @@ def test_the_aged_model_undoes_ageing_deterministically():
     assert np.array_equal(first, second)
     gain = psnr(first / 255, clear / 255) - psnr(aged / 255, clear / 255)
     assert gain >= 3.0, f"the aged model gains only {gain:.2f} dB on an aged sample"
+    routed, model = Restorer(providers="cpu").restore_named(aged)
+    assert model == "aged" and np.array_equal(routed, first)
 
 
 def test_a_bundled_model_is_named_pretrained_name():
@@ -122,3 +132,31 @@ def test_a_cards_figure_is_what_its_evaluation_command_prints(tmp_path, name, di
     bundled = json.loads((folder / "scores.json").read_text())["columns"][f"photos:{distortion}"][MODEL]
     # onnxruntime's float kernels round differently on other x86 instruction sets; the card prints 2 decimals
     assert again == pytest.approx(bundled, abs=5e-3)
+
+
+def test_the_routers_card_shows_the_scores_of_the_chain_it_ships():
+    from benchmarks.model_scores import markdown
+
+    scores = json.loads((ROUTER / "scores.json").read_text())
+    card = (ROUTER / "README.md").read_text()
+    assert scores["routing"]["detector_sha256"] == sha256_file(ROUTER / "detector.onnx")
+    assert scores["routing"]["routes"] == pretrained.routing_rule().to_dict()["routes"]
+    for name in BUNDLED:
+        graph = pretrained.PRETRAINED_DIR / name / "model.onnx"
+        assert scores["routing"]["models_sha256"][name] == sha256_file(graph)
+    assert markdown(scores).strip() in card and card.startswith("---\nlicense: mit\n")
+
+
+def test_every_bundled_file_is_package_data():
+    """A file that `pip install .` would leave out works from a clone only: the patterns must name each one."""
+    from fnmatch import fnmatch
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11's TOML reader")
+    pyproject = tomllib.loads((pretrained.PRETRAINED_DIR.parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["vae_restore.pretrained"]
+    files = [
+        p.relative_to(pretrained.PRETRAINED_DIR).as_posix()
+        for p in pretrained.PRETRAINED_DIR.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc")
+    ]
+    assert len(files) >= 13 and [f for f in files if not any(fnmatch(f, p) for p in patterns)] == []
