@@ -47,6 +47,8 @@ def test_float16_weights_are_half_the_runs_and_the_graph_is_exported_from_them(t
     assert manifest["source"]["sha256"] == sha256_file(weights) and manifest["sha256"] == sha256_file(
         folder / pretrained.ONNX_FILE
     )
+    assert manifest["float16_stored_initializers"] > 0 and manifest["parity"]["passed"]
+    assert (folder / pretrained.ONNX_FILE).stat().st_size < 0.6 * (run / pretrained.WEIGHTS_FILE).stat().st_size
     loaded = load_model(weights).state_dict()  # an fp32 model, equal to the run's weights rounded to float16
     for key, value in model.state_dict().items():
         assert loaded[key].dtype == torch.float32 and torch.equal(loaded[key], value.half().float())

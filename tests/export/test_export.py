@@ -45,6 +45,7 @@ def test_cli_writes_one_model_file_and_its_manifest(exported):
     assert manifest["source"]["sha256"] == sha256_file(weights)
     assert manifest["preset"]["name"] == "original" and manifest["source_metadata"]["stage"] == "test"
     assert manifest["opset"] == 20 and manifest["part"] == "restore" and manifest["precision"] == "fp32"
+    assert manifest["float16_stored_initializers"] == 0, "random float32 weights are not exact in float16"
     assert manifest["inputs"] == [{"name": "image", "shape": ["batch", 3, 128, 128], "dtype": "float32"}]
     assert manifest["outputs"] == [{"name": "restored", "shape": ["batch", 3, 128, 128], "dtype": "float32"}]
     parity = manifest["parity"]

@@ -20,6 +20,7 @@ from ..checksums import sha256_file
 from ..errors import ExportError
 from ..models import VAE, load_model, read_metadata
 from ..models.io import resolve_weights
+from .half_storage import store_exact_float16
 from .manifest import FORMAT_VERSION, manifest_path, package_versions, write_manifest
 from .onnx_export import DEFAULT_OPSET, PARTS, build_module, check_part, export_graph, io_specs
 from .quantize import QuantizationReport, quantize_in_place
@@ -176,6 +177,7 @@ def export_onnx(
     tmp_manifest = manifest_path(tmp_model)
     try:
         written_opset = export_graph(build_module(model, part, half=fp16), inputs, outputs, tmp_model, opset)
+        stored_half = 0 if fp16 or quantize else store_exact_float16(tmp_model)  # lossless; the gate checks it
         report = gated(tmp_model, model, part, inputs, check_batch_sizes, fp16, output)
         quantization = None
         if quantize:
@@ -183,6 +185,7 @@ def export_onnx(
             quantization = quantize_in_place(tmp_model, calibration, gate_data)
         precision = quantize or ("fp16" if fp16 else "fp32")
         facts = {"file": output.name, "sha256": sha256_file(tmp_model), "part": part, "precision": precision}
+        facts["float16_stored_initializers"] = stored_half  # float32 weights float16 holds exactly
         manifest = build_manifest(facts, written_opset, model, weights, (inputs, outputs), report, quantization)
         write_manifest(tmp_manifest, manifest)
         os.replace(tmp_model, output)
