@@ -60,15 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     from vae_restore.errors import CheckpointError
     from vae_restore.export.detector_export import DETECTOR_FILE
     from vae_restore.export.manifest import manifest_path, verify_model_file
-    from vae_restore.routing import RULE_FILE, RoutingRule
+    from vae_restore.routing import MEASURES, RULE_FILE, RoutingRule
 
     graph = args.detector / DETECTOR_FILE
     groups = verify_model_file(graph)["groups"]
     for model in [args.otherwise, *(route.model for route in args.route)]:
         pretrained.model_dir(model)  # a CheckpointError naming the bundled models if it is not one
-    unknown = sorted({route.group for route in args.route} - set(groups))
+    unknown = sorted({route.group for route in args.route} - set(groups) - set(MEASURES))
     if unknown:
-        raise CheckpointError(f"{graph} scores {groups}; it cannot route on {unknown}")
+        raise CheckpointError(f"{graph} scores {groups} and the router measures {list(MEASURES)}, not {unknown}")
     folder = pretrained.PRETRAINED_DIR / pretrained.ROUTER
     folder.mkdir(exist_ok=True)
     for source in (graph, manifest_path(graph)):

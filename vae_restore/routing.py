@@ -1,8 +1,10 @@
 """Blind routing between the bundled models: a damage detector looks at each image and a rule picks the model.
 
 `pretrained/router/router.json` holds the rule, for example "aging above 0.8 -> aged, otherwise general",
-beside the detector's graph `detector.onnx` (+ manifest). The detector sees at most a `max_side`×`max_side`
-centre crop, so its cost stays bounded on large photos. Imports no torch.
+beside the detector's graph `detector.onnx` (+ manifest). A rule may also route on a measure computed here
+rather than learned: `jpeg_blocking`, the classic no-reference blockiness of JPEG's 8×8 grid. The detector
+and the measures see at most a `max_side`×`max_side` centre crop, so their cost stays bounded on large
+photos. Imports no torch.
 """
 
 from __future__ import annotations
@@ -72,6 +74,29 @@ def centre_crop(pixels: np.ndarray, max_side: int) -> np.ndarray:
     return pixels[top : top + max_side, left : left + max_side]
 
 
+def jpeg_blocking(pixels: np.ndarray) -> float:
+    """How much more luma steps across one of the 8 pixel phases than across the other 7, both axes averaged.
+
+    JPEG codes 8×8 blocks independently, so at low quality the steps between blocks stand out: about 1.0-1.3
+    on images never saved as JPEG (or saved at high quality), 1.4-3.9 at quality 20 and below. The grid's
+    phase is found, not assumed, so a crop that moved it is measured the same.
+    """
+    luma = pixels[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    ratios = []
+    for axis in (0, 1):
+        steps = np.abs(np.diff(luma, axis=axis)).mean(axis=1 - axis)
+        whole = len(steps) // 8 * 8
+        if whole < 16:  # fewer than two blocks: nothing to compare
+            return 1.0
+        by_phase = steps[:whole].reshape(-1, 8).mean(0)
+        strongest = int(by_phase.argmax())
+        ratios.append(by_phase[strongest] / (np.delete(by_phase, strongest).mean() + 1e-6))
+    return float(np.mean(ratios))
+
+
+MEASURES = {"jpeg_blocking": jpeg_blocking}  # routing groups computed from the pixels, beside the detector's
+
+
 class Router:
     """The detector's onnxruntime session and the rule: `choose(pixels)` names the model for one image.
 
@@ -87,9 +112,12 @@ class Router:
         self.rule = rule
         manifest = verify_model_file(rule.detector) if verify else read_manifest(rule.detector)
         self.groups = list(manifest.get("groups", []))
-        missing = sorted({r.group for r in rule.routes} - set(self.groups))
+        missing = sorted({r.group for r in rule.routes} - set(self.groups) - set(MEASURES))
         if missing:
-            raise CheckpointError(f"{rule.detector} scores {self.groups}, not {missing} which its rule routes on")
+            raise CheckpointError(
+                f"{rule.detector} scores {self.groups} and the router measures {list(MEASURES)}, "
+                f"not {missing} which its rule routes on"
+            )
         self.session = open_session(rule.detector, providers, threads)
 
     def probabilities(self, pixels: np.ndarray) -> dict[str, float]:
@@ -100,6 +128,12 @@ class Router:
         batch = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
         return dict(zip(self.groups, self.session.run(None, {"image": batch})[0][0].tolist(), strict=True))
 
+    def scores(self, pixels: np.ndarray) -> dict[str, float]:
+        """The detector's probabilities and the measures the rule uses, for an H×W×3 float32 image in [0, 1]."""
+        crop = centre_crop(pixels, self.rule.max_side)
+        wanted = {r.group for r in self.rule.routes} & set(MEASURES)
+        return {**self.probabilities(pixels), **{name: MEASURES[name](crop) for name in sorted(wanted)}}
+
     def choose(self, pixels: np.ndarray) -> str:
-        found = self.probabilities(pixels)
+        found = self.scores(pixels)
         return next((r.model for r in self.rule.routes if found[r.group] > r.above), self.rule.otherwise)

@@ -118,3 +118,38 @@ def test_the_detector_sees_a_bounded_centre_crop():
     assert centre_crop(image, 1024).shape == (1024, 41, 3)
     assert np.shares_memory(centre_crop(image, 1024), image)
     assert centre_crop(image[:10, :10], 1024).shape == (10, 10, 3)
+
+
+def test_jpeg_blocking_tells_a_low_quality_jpeg_from_its_original_wherever_the_grid_lies():
+    import io
+
+    from PIL import Image
+
+    from vae_restore.data.embedded import embedded_images
+    from vae_restore.routing import jpeg_blocking
+
+    clear = embedded_images()[0][1][:256, :256]
+    buffer = io.BytesIO()
+    Image.fromarray(clear).save(buffer, "JPEG", quality=20)
+    saved = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+    assert jpeg_blocking(clear.astype(np.float32) / 255) < 1.3 < 1.4 < jpeg_blocking(saved)
+    assert jpeg_blocking(saved[3:, 5:]) == pytest.approx(jpeg_blocking(saved), rel=0.05), "the grid moved by a crop"
+    assert jpeg_blocking(saved[:12, :12]) == 1.0, "fewer than two blocks: no evidence"
+
+
+def test_a_rule_may_route_on_a_measure_as_well_as_on_the_detector(registry, even_detector):
+    from vae_restore.inference import Restorer
+
+    install(registry, even_detector, 0.6)  # aging (0.5) never wins
+    rule_file = registry / pretrained.ROUTER / RULE_FILE
+    rule = json.loads(rule_file.read_text())
+    rule["routes"].append({"group": "jpeg_blocking", "above": 0.5, "model": "aged"})  # blocking is always > 0.5
+    rule_file.write_text(json.dumps(rule))
+    auto = Restorer(providers="cpu")
+    assert auto.restore_named(sample())[1] == "aged" and set(auto.router.scores(sample() / 255.0)) == {
+        "aging",
+        "gaussian_blur",
+        "gaussian_noise",
+        "jpeg",
+        "jpeg_blocking",
+    }
