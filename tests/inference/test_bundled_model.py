@@ -18,7 +18,7 @@ from vae_restore.image_scores import psnr
 
 NAME = "general"
 FOLDER = pretrained.PRETRAINED_DIR / NAME
-BUNDLED = ["aged", "general"]
+BUNDLED = ["aged", "general", "jpeg"]
 ROUTER = pretrained.PRETRAINED_DIR / pretrained.ROUTER
 
 
@@ -55,6 +55,7 @@ def test_the_routers_files_match_its_manifest_and_name_bundled_models():
     assert manifest["sha256"] == sha256_file(ROUTER / "detector.onnx") and "aging" in manifest["groups"]
     rule = pretrained.routing_rule()
     assert set(rule.models()) == set(BUNDLED) and rule.otherwise == "general"
+    assert [r.model for r in rule.routes] == ["aged", "jpeg"], "aging is judged first, then JPEG blocking"
 
 
 def test_out_of_the_box_restoration_is_deterministic_and_beats_its_input():
@@ -77,6 +78,16 @@ def test_an_aged_image_goes_to_the_aged_model_which_undoes_ageing():
     assert gain >= 3.0, f"the aged model gains only {gain:.2f} dB on an aged sample"
     routed, model = Restorer(providers="cpu").restore_named(aged)
     assert model == "aged" and np.array_equal(routed, first)
+
+
+def test_a_low_quality_jpeg_goes_to_the_jpeg_model_which_removes_its_blocks():
+    from vae_restore.inference import Restorer
+
+    saved, clear = damaged_sample("jpeg10")
+    routed, model = Restorer(providers="cpu").restore_named(saved)
+    assert model == "jpeg" and np.array_equal(routed, Restorer("pretrained:jpeg", providers="cpu").restore(saved))
+    gain = psnr(routed / 255, clear / 255) - psnr(saved / 255, clear / 255)
+    assert gain >= 1.0, f"the jpeg model gains only {gain:.2f} dB on a quality-10 sample"
 
 
 def test_a_bundled_model_is_named_pretrained_name():
@@ -114,7 +125,7 @@ def test_each_card_shows_its_models_scores(name):
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not (SHARED_DATA / "val_photos").is_dir(), reason="needs ../shared/data/val_photos")
-@pytest.mark.parametrize("name, distortion", [("general", "awgn25"), ("aged", "aged")])
+@pytest.mark.parametrize("name, distortion", [("general", "awgn25"), ("aged", "aged"), ("jpeg", "jpeg20")])
 def test_a_cards_figure_is_what_its_evaluation_command_prints(tmp_path, name, distortion):
     from benchmarks.model_scores import MODEL, ScoreOptions, score_model
 
