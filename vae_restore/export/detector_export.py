@@ -7,9 +7,7 @@ with its manifest `detector.onnx.json` (sha256, groups, parity), so a half-writt
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,8 @@ from ..checksums import sha256_file
 from ..data.embedded import embedded_images
 from ..errors import ExportError
 from ..models.damage_detector_arch import DamageDetector
-from .manifest import manifest_path, package_versions, write_manifest
-from .onnx_export import DEFAULT_OPSET
+from .manifest import package_versions, publish
+from .onnx_export import DEFAULT_OPSET, EXPORTER_OPTIONS, quiet_exporter
 
 DETECTOR_FILE = "detector.onnx"
 PARITY_TOLERANCE = 1e-4  # on probabilities
@@ -45,31 +43,20 @@ def _write_graph(module: Probabilities, path: Path) -> None:
         2: torch.export.Dim("height", min=8, max=16384),
         3: torch.export.Dim("width", min=8, max=16384),
     }
-    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
-    levels = [logger.level for logger in quiet]
     try:
-        for logger in quiet:
-            logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_exporter():
             torch.onnx.export(
                 module,
                 (torch.rand(2, 3, 64, 96),),
                 str(path),
-                dynamo=True,
-                external_data=False,
-                optimize=True,
-                verbose=False,
+                **EXPORTER_OPTIONS,
                 opset_version=DEFAULT_OPSET,
                 input_names=["image"],
                 output_names=["probabilities"],
-                dynamic_shapes=({k: v for k, v in dims.items()},),
+                dynamic_shapes=(dims,),
             )
     except Exception as e:  # the exporter raises many unrelated types; one clear error instead
         raise ExportError(f"torch.onnx.export failed for the damage detector: {type(e).__name__}: {e}") from e
-    finally:
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
 
 
 def parity_images() -> list[np.ndarray]:
@@ -113,7 +100,6 @@ def export_detector(model: DamageDetector, folder: Path, weights: Path | None = 
     output = folder / DETECTOR_FILE
     module = Probabilities(model.eval()).eval()
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp_manifest = manifest_path(tmp)
     try:
         _write_graph(module, tmp)
         worst = check_detector_parity(module, tmp)
@@ -130,10 +116,7 @@ def export_detector(model: DamageDetector, folder: Path, weights: Path | None = 
             **({"source": {"file": weights.name, "sha256": sha256_file(weights)}} if weights else {}),
             "versions": package_versions(),
         }
-        write_manifest(tmp_manifest, manifest)
-        os.replace(tmp, output)
-        os.replace(tmp_manifest, manifest_path(output))
+        publish(tmp, output, manifest)
     finally:
-        for leftover in (tmp, tmp_manifest):
-            leftover.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return output

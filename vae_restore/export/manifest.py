@@ -26,6 +26,18 @@ def write_manifest(path: Path, manifest: dict) -> None:
     path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
+def publish(tmp_model: Path, output: Path, manifest: dict) -> None:
+    """Rename a checked graph to `output` with its manifest beside it; the manifest is written under a temporary
+    name first, so a reader finds both or the previous pair, and nothing half-written is left behind."""
+    tmp_manifest = manifest_path(tmp_model)
+    try:
+        write_manifest(tmp_manifest, manifest)
+        os.replace(tmp_model, output)
+        os.replace(tmp_manifest, manifest_path(output))
+    finally:
+        tmp_manifest.unlink(missing_ok=True)
+
+
 def read_manifest(onnx_path: str | os.PathLike) -> dict:
     path = manifest_path(onnx_path)
     if not path.is_file():

@@ -12,6 +12,7 @@ The opset is pinned too (`DEFAULT_OPSET`) rather than left to the exporter.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import warnings
@@ -140,6 +141,26 @@ def example_inputs(specs: list[TensorSpec], size: int, batch_size: int = 2) -> t
     return tuple(torch.rand(concrete_shape(spec, batch_size, size, size)) for spec in specs)
 
 
+EXPORTER_OPTIONS = {"dynamo": True, "external_data": False, "optimize": True, "verbose": False}  # one file
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """The exporter's loggers at ERROR and its warnings ignored while it runs: a failed opset conversion logs a
+    traceback, and callers check and say what went wrong themselves."""
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
+    levels = [logger.level for logger in quiet]
+    try:
+        for logger in quiet:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+
+
 def export_graph(
     module: RestorationPath | DecoderPath, inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path, opset: int
 ) -> int:
@@ -150,21 +171,13 @@ def export_graph(
     """
     batch = torch.export.Dim("batch", min=1, max=65536)
     dynamic_shapes = module.dynamic_shapes(batch, len(inputs))
-    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
-    levels = [logger.level for logger in quiet]
     try:
-        for logger in quiet:
-            logger.setLevel(logging.ERROR)  # a failed opset conversion logs a traceback; the check below says it
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_exporter():
             torch.onnx.export(
                 module,
                 example_inputs(inputs, module.preset.image_size),
                 str(path),
-                dynamo=True,
-                external_data=False,
-                optimize=True,
-                verbose=False,
+                **EXPORTER_OPTIONS,
                 opset_version=opset,
                 input_names=[spec.name for spec in inputs],
                 output_names=[spec.name for spec in outputs],
@@ -172,9 +185,6 @@ def export_graph(
             )
     except Exception as e:  # the exporter raises many unrelated types; one clear error instead
         raise ExportError(f"torch.onnx.export failed for opset {opset}: {type(e).__name__}: {e}") from e
-    finally:
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
     leftovers = sorted(p.name for p in path.parent.glob(path.name + "*.data"))
     if leftovers or not path.is_file():
         raise ExportError(f"the exporter did not write a single self-contained file {path} (found {leftovers})")

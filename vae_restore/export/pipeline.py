@@ -21,7 +21,7 @@ from ..errors import ExportError
 from ..models import VAE, load_model, read_metadata
 from ..models.io import resolve_weights
 from .half_storage import store_exact_float16
-from .manifest import FORMAT_VERSION, manifest_path, package_versions, write_manifest
+from .manifest import FORMAT_VERSION, manifest_path, package_versions, publish
 from .onnx_export import DEFAULT_OPSET, PARTS, build_module, check_part, export_graph, io_specs
 from .quantize import QuantizationReport, quantize_in_place
 from .validate import FP16_TOLERANCE, FP32_TOLERANCE, ParityReport, check_parity
@@ -174,7 +174,6 @@ def export_onnx(
     output.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = io_specs(model, part)
     tmp_model = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp_manifest = manifest_path(tmp_model)
     try:
         written_opset = export_graph(build_module(model, part, half=fp16), inputs, outputs, tmp_model, opset)
         stored_half = 0 if fp16 or quantize else store_exact_float16(tmp_model)  # lossless; the gate checks it
@@ -187,10 +186,7 @@ def export_onnx(
         facts = {"file": output.name, "sha256": sha256_file(tmp_model), "part": part, "precision": precision}
         facts["float16_stored_initializers"] = stored_half  # float32 weights float16 holds exactly
         manifest = build_manifest(facts, written_opset, model, weights, (inputs, outputs), report, quantization)
-        write_manifest(tmp_manifest, manifest)
-        os.replace(tmp_model, output)
-        os.replace(tmp_manifest, manifest_path(output))
+        publish(tmp_model, output, manifest)
     finally:
-        for leftover in (tmp_model, tmp_manifest):
-            leftover.unlink(missing_ok=True)
+        tmp_model.unlink(missing_ok=True)
     return ExportResult(output, manifest_path(output), report, quantization)
