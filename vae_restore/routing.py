@@ -25,14 +25,14 @@ MIN_SIDE = 8  # the detector works down to 1/8 scale
 
 @dataclass(frozen=True)
 class Route:
-    group: str  # a damage group the detector scores, such as "aging"
-    above: float  # the probability above which an image takes this route
+    group: str  # a damage group the detector scores ("aging"), or a measure of MEASURES ("jpeg_blocking")
+    above: float  # the probability (or measure) above which an image takes this route
     model: str  # the bundled model that restores it
 
 
 @dataclass(frozen=True)
 class RoutingRule:
-    """The first route whose group's probability is above its threshold wins; otherwise `otherwise`."""
+    """The first route whose group scores above its threshold wins; otherwise `otherwise`."""
 
     detector: Path
     routes: tuple[Route, ...]
@@ -59,7 +59,7 @@ class RoutingRule:
         }
 
     def describe(self) -> str:
-        """One line for users: `aged where aging > 0.8, otherwise general`."""
+        """One line for users: `aged where aging > 0.8; otherwise general`."""
         routes = "; ".join(f"{r.model} where {r.group} > {r.above:g}" for r in self.routes)
         return f"{routes}; otherwise {self.otherwise}"
 
