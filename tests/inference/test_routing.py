@@ -6,14 +6,16 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
-import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from vae_restore import pretrained
+from vae_restore.checksums import sha256_file
 from vae_restore.cli import main
 from vae_restore.errors import CheckpointError
-from vae_restore.export.detector_export import DETECTOR_FILE, export_detector
-from vae_restore.models.damage_detector_arch import DamageDetector
+from vae_restore.export.detector_export import DETECTOR_FILE
+from vae_restore.export.manifest import manifest_path, write_manifest
 from vae_restore.routing import RULE_FILE, centre_crop
 
 BUNDLED = pretrained.PRETRAINED_DIR
@@ -21,12 +23,31 @@ BUNDLED = pretrained.PRETRAINED_DIR
 
 @pytest.fixture(scope="module")
 def even_detector(tmp_path_factory):
-    """A detector graph that gives every group 0.5 on every image: a rule's threshold alone decides."""
-    model = DamageDetector(width=4)
-    with torch.no_grad():
-        model.head.weight.zero_()
-        model.head.bias.zero_()
-    return export_detector(model, tmp_path_factory.mktemp("detector"))
+    """A detector graph (with its manifest) that gives every group 0.5 on every image: a rule's threshold alone
+    decides. Built by hand: the real export is tested with the training command."""
+    groups = ["aging", "gaussian_blur", "gaussian_noise", "jpeg"]
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Unsqueeze", ["nothing", "axis"], ["column"]),
+        helper.make_node("Add", ["column", "half"], ["probabilities"]),
+    ]
+    constants = [
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis"),
+        numpy_helper.from_array(np.full((1, len(groups)), 0.5, np.float32), "half"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "even",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", len(groups)])],
+        constants,
+    )
+    path = tmp_path_factory.mktemp("detector") / DETECTOR_FILE
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    write_manifest(manifest_path(path), {"sha256": sha256_file(path), "groups": groups})
+    return path
 
 
 def install(root, detector, above: float, otherwise: str = "general") -> None:
