@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from vae_restore.models import ORIGINAL, VAE, get_preset, save_model
 
@@ -22,11 +24,21 @@ def random_weights(folder: Path, seed: int = 0) -> Path:
 
 
 def exported_model(tmp_path_factory) -> tuple[Path, Path, str]:
-    """(weights, model.onnx, stdout) from a real `python -m export.onnx` run, shared by the test files."""
+    """(weights, model.onnx, stdout) from a real `python -m export.onnx` run, shared by the test files and, under
+    pytest-xdist, by the worker processes too (the first one to get the lock exports; the others read it)."""
     if "model" not in _CACHE:
-        root = tmp_path_factory.mktemp("export")
-        weights = random_weights(root / "run")
-        output = root / "out" / "model.onnx"
+        shared = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            shared = shared.parent  # the base folder every worker's own folder sits in
+        with FileLock(shared / "export.lock"):
+            _CACHE["model"] = _export_once(shared / "export")
+    return _CACHE["model"]
+
+
+def _export_once(root: Path) -> tuple[Path, Path, str]:
+    weights, output, log = root / "run" / "model.safetensors", root / "out" / "model.onnx", root / "export.log"
+    if not log.is_file():
+        random_weights(weights.parent)
         cmd = [
             sys.executable,
             "-m",
@@ -40,8 +52,8 @@ def exported_model(tmp_path_factory) -> tuple[Path, Path, str]:
         ]
         result = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
-        _CACHE["model"] = (weights, output, result.stdout)
-    return _CACHE["model"]
+        log.write_text(result.stdout)  # last: a failed export leaves no log, so the next worker tries again
+    return weights, output, log.read_text()
 
 
 def torch_tile_fn(model: VAE):
