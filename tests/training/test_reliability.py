@@ -81,8 +81,8 @@ def straight_hash(data, tmp_path_factory):
     return straight
 
 
-# Every pair of values (processes × data, processes × precision, data × precision) that the suite can run is here
-# at least once; the one-process synthetic fp32 run is killed and resumed by the torn-checkpoint test below.
+# Two processes on either kind of data, one on paired data, all in fp32, and one on synthetic data in bf16. One
+# process on synthetic data in fp32 is killed (while saving) and resumed by the torn-checkpoint test below.
 @pytest.mark.parametrize(
     "processes,kind,precision",
     [
