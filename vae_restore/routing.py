@@ -120,9 +120,8 @@ class Router:
             )
         self.session = open_session(rule.detector, providers, threads)
 
-    def probabilities(self, pixels: np.ndarray) -> dict[str, float]:
-        """Each damage group's probability for an H×W×3 float32 image in [0, 1]."""
-        crop = centre_crop(pixels, self.rule.max_side)
+    def _probabilities(self, crop: np.ndarray) -> dict[str, float]:
+        """Each damage group's probability for an H×W×3 float32 crop in [0, 1]."""
         if min(crop.shape[:2]) < MIN_SIDE:  # too small to judge: no damage seen, the `otherwise` model
             return dict.fromkeys(self.groups, 0.0)
         batch = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32)
@@ -132,7 +131,7 @@ class Router:
         """The detector's probabilities and the measures the rule uses, for an H×W×3 float32 image in [0, 1]."""
         crop = centre_crop(pixels, self.rule.max_side)
         wanted = {r.group for r in self.rule.routes} & set(MEASURES)
-        return {**self.probabilities(pixels), **{name: MEASURES[name](crop) for name in sorted(wanted)}}
+        return {**self._probabilities(crop), **{name: MEASURES[name](crop) for name in sorted(wanted)}}
 
     def choose(self, pixels: np.ndarray) -> str:
         found = self.scores(pixels)
