@@ -58,8 +58,8 @@ def create_app(restorer: Restorer, limits: Limits | None = None) -> FastAPI:
     """The service around `restorer`; `limits` bound uploads, images and the queue (defaults: `Limits()`)."""
     limits = limits or Limits()
     admission = Admission(limits)
-    sha256 = restorer.manifest.get("sha256") or sha256_file(restorer.path)
     shas = {name: r.manifest.get("sha256") or sha256_file(r.path) for name, r in restorer.routed.items()}
+    sha256 = shas[restorer.name]  # the model that restores (under auto, the one images go to otherwise)
     preset = (restorer.manifest.get("preset") or {}).get("name")
     app = FastAPI(
         title="vae-restore",
